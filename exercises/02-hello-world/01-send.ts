@@ -1,0 +1,29 @@
+// Exercise 2.1: send a message the broker promises to keep
+// Text: chapters/02-hello-world/README.md   Check: npm run check 2.1   Hint: npm run hint 2.1
+//
+// send(url, queue, text) must:
+//   1. declare `queue` as a durable quorum queue,
+//   2. publish `text` to it as a persistent message, on a confirm channel,
+//   3. wait until the broker confirms it, and reject if the broker refuses it (a nack),
+//   4. close the connection it opened, also when something failed.
+import amqp from 'amqplib';
+import { pathToFileURL } from 'node:url';
+
+export async function send(url: string, queue: string, text: string): Promise<void> {
+  const connection = await amqp.connect(url);
+  try {
+    // TODO 1: open a confirm channel: connection.createConfirmChannel()
+    // TODO 2: declare the queue: durable, with the argument 'x-queue-type': 'quorum'
+    // TODO 3: publish `text` as a Buffer, with { persistent: true }
+    // TODO 4: wait for the broker's confirmation: await channel.waitForConfirms()
+    throw new Error('TODO: finish send() in exercises/02-hello-world/01-send.ts');
+  } finally {
+    await connection.close();
+  }
+}
+
+// On its own: npx tsx exercises/02-hello-world/01-send.ts "Hello!"
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+  await send(process.env.RABBITMQ_URL ?? 'amqp://localhost', 'hello', process.argv[2] ?? 'Hello, RabbitMQ!');
+  console.log('Sent, and the broker confirmed it.');
+}

@@ -1,0 +1,30 @@
+// Restarting the broker's application (not the OS process) for checks whose lesson is
+// "does it survive a restart?". Only for brokers the workbook started itself.
+import { ManagementClient } from './management.js';
+import { isListening } from './ports.js';
+import { rabbitmqctl } from './private-node.js';
+import { dockerExec } from './docker.js';
+import type { BrokerInfo } from './types.js';
+
+export function canRestart(broker: BrokerInfo): boolean {
+  return broker.restart !== undefined;
+}
+
+/** stop_app + start_app, then waits until AMQP and the management API answer again. */
+export async function restartBroker(broker: BrokerInfo): Promise<void> {
+  const handle = broker.restart;
+  if (!handle) throw new Error(`the workbook did not start this broker (${broker.description}), so it will not restart it`);
+  const run = (args: string[]) =>
+    handle.kind === 'private' ? rabbitmqctl(handle, args) : dockerExec(handle.containerId, ['rabbitmqctl', ...args]);
+  await run(['stop_app']);
+  await run(['start_app']);
+  const mgmt = new ManagementClient(broker.managementUrl, broker.username, broker.password);
+  const port = Number(new URL(broker.amqpUrl).port || 5672);
+  const host = new URL(broker.amqpUrl).hostname;
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    if ((await isListening(port, host)) && (await mgmt.overview().catch(() => undefined))) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('the broker did not come back within 60 s after start_app');
+}

@@ -1,0 +1,39 @@
+// What the rest of the workbook knows about "the broker": where it is, what it is,
+// and whether the workbook may restart it (only brokers it started itself).
+export type BrokerSource = 'env' | 'localhost' | 'private' | 'docker';
+
+/** How to restart the broker, when the workbook owns it. Plain data: it crosses into check workers. */
+export type RestartHandle =
+  | { kind: 'private'; nodeName: string; ctl: string; env: Record<string, string> }
+  | { kind: 'docker'; containerId: string };
+
+export interface BrokerInfo {
+  source: BrokerSource;
+  /** One line for humans: which broker and why it was chosen. */
+  description: string;
+  /** amqp://user:pass@host:port, without a vhost. */
+  amqpUrl: string;
+  managementUrl: string;
+  username: string;
+  password: string;
+  version: string;
+  restart?: RestartHandle;
+}
+
+/** amqp URL for one vhost of the broker ("/" must be written %2F). */
+export function vhostUrl(broker: BrokerInfo, vhost: string): string {
+  return `${broker.amqpUrl}/${encodeURIComponent(vhost)}`;
+}
+
+/** Compares "3.10.8" with "4.0": negative when a < b. */
+export function compareVersions(a: string, b: string): number {
+  const pa = a.split(/[.-]/).map((n) => Number.parseInt(n, 10) || 0);
+  const pb = b.split(/[.-]/).map((n) => Number.parseInt(n, 10) || 0);
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
+    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
+    if (d !== 0) return d;
+  }
+  return 0;
+}
+
+export class NoBrokerError extends Error {}

@@ -1,0 +1,71 @@
+// Runs a chapter's live demo against the broker, in a vhost of its own that stays
+// afterwards so the learner can explore it in the management UI, then narrates what
+// the broker holds now.
+import { existsSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+import amqp from 'amqplib';
+import Table from 'cli-table3';
+import pc from 'picocolors';
+import type { Chapter } from '../manifest/load.js';
+import { enc } from '../broker/management.js';
+import { vhostUrl, type BrokerInfo } from '../broker/types.js';
+import { managementFor } from '../sandbox/sandbox.js';
+
+/** What a chapter's demo.ts exports. `say` narrates a step. */
+export type Demo = (url: string, say: (line: string) => void) => Promise<void>;
+
+export function demoVhost(chapter: Chapter): string {
+  return `workbook-demo-${String(chapter.number).padStart(2, '0')}`;
+}
+
+export async function runDemo(chapter: Chapter, broker: BrokerInfo, out: (line: string) => void): Promise<void> {
+  if (!existsSync(chapter.demoPath)) return;
+  const mgmt = managementFor(broker);
+  const vhost = demoVhost(chapter);
+  await mgmt.deleteVhost(vhost);
+  await mgmt.createVhost(vhost, broker.username);
+  const url = vhostUrl(broker, vhost);
+
+  out(pc.bold(`\n▶ Live demo: chapter ${chapter.number}, against RabbitMQ ${broker.version}, in vhost "${vhost}"\n`));
+  const demo = (await import(pathToFileURL(chapter.demoPath).href)).demo as Demo;
+  const started = Date.now();
+  await withTimeout(demo(url, (line) => out(`  ${pc.cyan('•')} ${line}`)), 60_000, 'the demo did not finish within 60 s');
+  out(pc.dim(`  (${((Date.now() - started) / 1000).toFixed(2)} s)`));
+  out(await describeVhost(broker, vhost));
+  out(`  Explore it in the management UI: ${pc.cyan(`${broker.managementUrl}/#/queues/${enc(vhost)}`)} (user guest, password guest)`);
+}
+
+/** Queues with their exact message counts (over AMQP; the management API lags a statistics tick), and bindings. */
+export async function describeVhost(broker: BrokerInfo, vhost: string): Promise<string> {
+  const mgmt = managementFor(broker);
+  const queues = await mgmt.queues(vhost);
+  const bindings = (await mgmt.bindings(vhost)).filter((b) => b.source !== '');
+  const table = new Table({ head: ['queue', 'type', 'durable', 'ready', 'consumers'] });
+  const conn = await amqp.connect(vhostUrl(broker, vhost));
+  try {
+    for (const q of queues) {
+      const ch = await conn.createChannel();
+      const ok = await ch.checkQueue(q.name).catch(() => undefined);
+      await ch.close().catch(() => undefined);
+      table.push([q.name, q.type ?? 'classic', q.durable ? 'yes' : 'no', ok?.messageCount ?? '?', ok?.consumerCount ?? '?']);
+    }
+  } finally {
+    await conn.close();
+  }
+  const lines = [`\n  What the broker holds now in "${vhost}":`, table.toString().replace(/^/gm, '  ')];
+  if (bindings.length) {
+    const bt = new Table({ head: ['exchange', 'routing key', '→ queue/exchange'] });
+    for (const b of bindings) bt.push([b.source, b.routing_key || '(none)', b.destination]);
+    lines.push(bt.toString().replace(/^/gm, '  '));
+  }
+  return lines.join('\n');
+}
+
+async function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,261 @@
+// The vocabulary a check is written in. One CheckContext per check run, inside the
+// check worker: it holds the code under check (`target`), the sandbox vhost's URL,
+// a management API client, the checker's own AMQP connection, and helpers that turn
+// what the broker shows into findings a beginner can act on.
+import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type GetMessage } from 'amqplib';
+import { ManagementClient, enc, type QueueInfo } from '../broker/management.js';
+import { compareVersions, type BrokerInfo } from '../broker/types.js';
+import { explainError } from './explain-error.js';
+import { connectionsOpenedTo, ignoreSocket, openConnectionsTo } from './socket-tracker.js';
+import { CheckFailure, CheckSkipped, type Finding } from './verdict.js';
+
+export interface ContextInit<T> {
+  target: T;
+  targetPath: string;
+  vhost: string;
+  broker: BrokerInfo;
+  /** Asks the runner to restart the broker; resolves false when it may not. */
+  requestRestart: () => Promise<{ ok: boolean; reason?: string }>;
+  onStep: (step: string) => void;
+}
+
+export class CheckContext<T = unknown> {
+  readonly target: T;
+  readonly vhost: string;
+  /** amqp URL of the sandbox vhost: hand this to the code under check. */
+  readonly url: string;
+  readonly mgmt: ManagementClient;
+  readonly broker: BrokerInfo;
+  readonly steps: string[] = [];
+  readonly notes: string[] = [];
+  private conn?: Promise<ChannelModel>;
+  private readonly amqpPort: number;
+
+  constructor(private readonly init: ContextInit<T>) {
+    this.target = init.target;
+    this.vhost = init.vhost;
+    this.broker = init.broker;
+    this.url = `${init.broker.amqpUrl}/${enc(init.vhost)}`;
+    this.mgmt = new ManagementClient(init.broker.managementUrl, init.broker.username, init.broker.password);
+    this.amqpPort = Number(new URL(init.broker.amqpUrl).port || 5672);
+  }
+
+  // ---- narration and verdicts ------------------------------------------------
+
+  /** Records what the checker did, with the time, e.g. "closed your connection". */
+  log(step: string): void {
+    const line = `${new Date().toISOString().slice(11, 23)} ${step}`;
+    this.steps.push(line);
+    this.init.onStep(step);
+  }
+
+  /** Extra information shown with the verdict (passed or not). */
+  note(text: string): void {
+    this.notes.push(text);
+  }
+
+  fail(finding: Finding): never {
+    throw new CheckFailure(finding);
+  }
+
+  skip(reason: string): never {
+    throw new CheckSkipped(reason);
+  }
+
+  versionAtLeast(min: string): boolean {
+    return compareVersions(this.broker.version, min) >= 0;
+  }
+
+  // ---- calling the code under check ------------------------------------------
+
+  /**
+   * Calls the learner's code. A throw becomes a finding that explains the error;
+   * a promise that never settles fails after `timeoutMs` with `label` in the message.
+   */
+  async call<R>(label: string, fn: () => R | Promise<R>, opts: { timeoutMs?: number } = {}): Promise<Awaited<R>> {
+    const timeoutMs = opts.timeoutMs ?? 5000;
+    this.log(`called ${label}`);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new CallTimeout()), timeoutMs);
+    });
+    try {
+      return await Promise.race([Promise.resolve().then(fn), timeout]);
+    } catch (err) {
+      if (err instanceof CallTimeout) {
+        this.fail({
+          summary: `${label} did not finish within ${timeoutMs / 1000} s.`,
+          why: 'The check waits for your function to return (or its promise to resolve). It is stuck: an await on something that never happens, or a missing `return`.',
+          fix: 'Make sure every path through the function ends, and that you await confirms or close() rather than a message that never comes.',
+        });
+      }
+      if (err instanceof CheckFailure || err instanceof CheckSkipped) throw err;
+      this.fail(explainError(label, err));
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  // ---- the broker, as the checker sees it ------------------------------------
+
+  /** The checker's own connection to the sandbox vhost (not counted as the learner's). */
+  private connection(): Promise<ChannelModel> {
+    this.conn ??= amqp.connect(this.url, { clientProperties: { connection_name: 'workbook checker' } }).then((c) => {
+      ignoreSocket((c.connection as unknown as { stream?: import('node:net').Socket }).stream);
+      c.on('error', () => undefined); // a restart or a vhost deletion closes it; the check decides what that means
+      return c;
+    });
+    return this.conn;
+  }
+
+  /** A fresh channel on the checker's connection. A broker error on it rejects the next call instead of crashing. */
+  async channel(): Promise<Channel> {
+    const ch = await (await this.connection()).createChannel();
+    ch.on('error', () => undefined);
+    return ch;
+  }
+
+  async confirmChannel(): Promise<ConfirmChannel> {
+    const ch = await (await this.connection()).createConfirmChannel();
+    ch.on('error', () => undefined);
+    return ch;
+  }
+
+  /** Forgets the checker's connection (after a broker restart closed it). */
+  async reconnect(): Promise<void> {
+    const old = this.conn;
+    this.conn = undefined;
+    await old?.then((c) => c.close()).catch(() => undefined);
+  }
+
+  /** The queue as the management API reports it; fails with a clear message when it does not exist. */
+  async queue(name: string, hint?: string): Promise<QueueInfo> {
+    const q = await this.mgmt.queue(this.vhost, name);
+    if (!q) {
+      const others = (await this.mgmt.queues(this.vhost)).map((x) => x.name);
+      this.fail({
+        summary: `There is no queue named "${name}" in the broker.`,
+        expected: `a queue "${name}"`,
+        saw: others.length ? `queues: ${others.map((n) => `"${n}"`).join(', ')}` : 'no queues at all',
+        why: 'The broker only knows queues someone declared. Nothing declared this one, or under another name.',
+        fix: hint ?? `Declare it with channel.assertQueue('${name}', …) before you use it.`,
+        link: this.ui('queues'),
+      });
+    }
+    return q;
+  }
+
+  /** Ready-message count, straight from the broker over AMQP (the management API lags by a statistics tick). */
+  async messageCount(queue: string): Promise<number> {
+    const ch = await this.channel();
+    try {
+      return (await ch.checkQueue(queue)).messageCount;
+    } finally {
+      await ch.close().catch(() => undefined);
+    }
+  }
+
+  /** Takes up to `max` messages off a queue (acked: they are gone afterwards). */
+  async takeMessages(queue: string, max = 100): Promise<GetMessage[]> {
+    const ch = await this.channel();
+    const out: GetMessage[] = [];
+    try {
+      for (let i = 0; i < max; i++) {
+        const m = await ch.get(queue, { noAck: true });
+        if (!m) break;
+        out.push(m);
+      }
+      return out;
+    } finally {
+      await ch.close().catch(() => undefined);
+    }
+  }
+
+  /** Publishes through a confirm channel and waits until the broker has them. */
+  async publish(queue: string, bodies: (string | Buffer | object)[], options: amqp.Options.Publish = {}): Promise<void> {
+    const ch = await this.confirmChannel();
+    try {
+      for (const body of bodies) {
+        const content = Buffer.isBuffer(body) ? body : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
+        const contentType = typeof body === 'object' && !Buffer.isBuffer(body) ? 'application/json' : 'text/plain';
+        ch.sendToQueue(queue, content, { persistent: true, contentType, ...options });
+      }
+      await ch.waitForConfirms();
+      this.log(`published ${bodies.length} message(s) to "${queue}"`);
+    } finally {
+      await ch.close().catch(() => undefined);
+    }
+  }
+
+  /** Polls `probe` until it returns something truthy, or gives up after `timeoutMs` and returns undefined. */
+  async waitFor<R>(probe: () => Promise<R | undefined | false | null> | R | undefined | false | null, timeoutMs: number, everyMs = 25): Promise<R | undefined> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const value = await probe();
+      if (value) return value;
+      if (Date.now() >= deadline) return undefined;
+      await new Promise((r) => setTimeout(r, everyMs));
+    }
+  }
+
+  // ---- connections the learner left behind -----------------------------------
+
+  /** How many connections the code under check has opened so far. */
+  connectionsOpened(): number {
+    return connectionsOpenedTo(this.amqpPort);
+  }
+
+  /** Fails when the code under check left a connection to the broker open (after a short grace for the close handshake). */
+  async expectConnectionsClosed(label: string): Promise<void> {
+    const open = await this.waitFor(() => openConnectionsTo(this.amqpPort).length === 0, 500).then((ok) =>
+      ok ? [] : openConnectionsTo(this.amqpPort),
+    );
+    if (open.length === 0) return;
+    this.fail({
+      summary: `${label} returned but left ${open.length === 1 ? 'a connection' : `${open.length} connections`} to the broker open.`,
+      expected: 'every connection closed before the function returns',
+      saw: `open connection${open.length === 1 ? '' : 's'} from local port ${open.join(', ')} (the broker names it "127.0.0.1:${open[0]} -> …")`,
+      why: 'An open connection keeps a socket, a broker process and memory alive. A program that forgets to close them leaks one per call, and does not exit when it is done.',
+      fix: 'await connection.close() when you are done (in a finally block, so it also happens after an error).',
+      link: this.ui('connections'),
+    });
+  }
+
+  // ---- the broker restarting under the learner's feet ------------------------
+
+  /** Restarts the broker when the workbook owns it; otherwise notes why not and returns false. */
+  async restartBroker(): Promise<boolean> {
+    this.log('asked the runner to restart the broker (rabbitmqctl stop_app, start_app)');
+    const result = await this.init.requestRestart();
+    if (!result.ok) {
+      this.note(`The restart part of this check was skipped: ${result.reason}`);
+      return false;
+    }
+    this.log('the broker is back after the restart');
+    await this.reconnect();
+    return true;
+  }
+
+  // ---- links -----------------------------------------------------------------
+
+  /** Management UI page, e.g. ui('queues', 'hello') or ui('connections'). */
+  ui(kind: 'queues' | 'exchanges' | 'connections' | 'channels', name?: string): string {
+    const base = this.broker.managementUrl.replace(/\/+$/, '');
+    if (!name) return `${base}/#/${kind}`;
+    return `${base}/#/${kind}/${enc(this.vhost)}/${enc(name)}`;
+  }
+
+  async close(): Promise<void> {
+    await this.conn?.then((c) => c.close()).catch(() => undefined);
+  }
+}
+
+class CallTimeout extends Error {}
+
+/** A check: a function of the context. The type parameter is the module under check. */
+export type Check<T> = (t: CheckContext<T>) => Promise<void>;
+
+/** Declares a check. `T` is the exercise module's type, so `t.target` is typed. */
+export function defineCheck<T>(check: Check<T>): Check<T> {
+  return check;
+}

@@ -1,0 +1,43 @@
+// What a check concludes, in a form that crosses from the check worker to the runner
+// (plain data) and prints both for people and as --json.
+export interface Finding {
+  /** One sentence a beginner understands: what went wrong. */
+  summary: string;
+  expected?: string;
+  saw?: string;
+  /** Why it matters, in a sentence or two. */
+  why?: string;
+  /** What to change. */
+  fix?: string;
+  /** Management UI page of the object in question. */
+  link?: string;
+}
+
+export type TargetKind = 'exercise' | 'solution' | 'wrong';
+
+export interface Verdict {
+  id: string;
+  title: string;
+  target: TargetKind;
+  /** For known-wrong variants: the variant's name. */
+  variant?: string;
+  targetPath: string;
+  /** passed | failed (the code under check is wrong) | skipped (broker lacks a feature) | error (environment or check broke). */
+  status: 'passed' | 'failed' | 'skipped' | 'error';
+  finding?: Finding;
+  /** What the checker did, in order, with wall-clock times, e.g. "12:00:01.120 closed your connection". */
+  steps: string[];
+  notes: string[];
+  durationMs: number;
+  vhost?: string;
+}
+
+/** Thrown by a check to fail with a finding. */
+export class CheckFailure extends Error {
+  constructor(readonly finding: Finding) {
+    super(finding.summary);
+  }
+}
+
+/** Thrown by a check when the broker lacks what the exercise needs. */
+export class CheckSkipped extends Error {}

@@ -1,0 +1,67 @@
+// npm run reset ID: restores the starter (after backing up the learner's file) and
+// drops the broker state the exercise creates when run on its own.
+import { copyFileSync, mkdirSync, writeFileSync, existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import pc from 'picocolors';
+import { workbook } from '../session.js';
+import { resolveOne } from '../ids.js';
+import { updateProgress } from '../progress.js';
+import { paths, rel, ROOT } from '../paths.js';
+import { findBroker } from '../broker/find.js';
+import { managementFor } from '../sandbox/sandbox.js';
+import { keptVhosts } from '../check/kept.js';
+import { EXIT, UserError } from '../exit-codes.js';
+
+export async function resetCommand(id: string): Promise<number> {
+  const exercise = resolveOne(workbook(), id);
+  const file = exercise.starterPath;
+  const starter = pristineStarter(file);
+
+  if (existsSync(file)) {
+    mkdirSync(paths.backups, { recursive: true });
+    const backup = path.join(paths.backups, `${exercise.id}-${new Date().toISOString().replace(/[:.]/g, '-')}-${exercise.file}`);
+    copyFileSync(file, backup);
+    console.log(`Your version is saved as ${rel(backup)}`);
+  }
+  writeFileSync(file, starter);
+  console.log(`${pc.green('✓')} Restored the starter: ${rel(file)}`);
+
+  updateProgress((p) => {
+    delete p.exercises[exercise.id];
+    p.current = exercise.id;
+  });
+
+  // Broker state is optional to clean: the file is restored even with no broker running.
+  const broker = await findBroker({ start: false }).catch(() => undefined);
+  if (!broker) {
+    console.log(pc.dim('No broker is running, so there was no broker state to drop.'));
+    return EXIT.OK;
+  }
+  const mgmt = managementFor(broker);
+  for (const q of exercise.state.queues) await mgmt.deleteQueue('/', q);
+  for (const x of exercise.state.exchanges) await mgmt.deleteExchange('/', x);
+  await keptVhosts.replace(exercise.id, undefined, broker);
+  const dropped = [...exercise.state.queues.map((q) => `queue ${q}`), ...exercise.state.exchanges.map((x) => `exchange ${x}`)];
+  console.log(`${pc.green('✓')} Dropped ${dropped.length ? dropped.join(', ') + ' from vhost "/"' : 'nothing (this exercise keeps no state)'} and the kept sandbox of ${exercise.id}.`);
+  return EXIT.OK;
+}
+
+/**
+ * The starter as the workbook shipped it: the newest committed version of the file that
+ * still has its TODOs (a learner who committed their work still gets the real starter).
+ */
+function pristineStarter(file: string): string {
+  const relPath = path.relative(ROOT, file);
+  let commits: string[];
+  try {
+    commits = execFileSync('git', ['log', '--format=%H', '--', relPath], { cwd: ROOT, encoding: 'utf8' }).split('\n').filter(Boolean);
+  } catch {
+    throw new UserError(`Cannot restore ${relPath}: the workbook is not a git checkout (git log failed). Re-download the file from the workbook's repository.`, EXIT.ENVIRONMENT);
+  }
+  for (const commit of commits) {
+    const content = execFileSync('git', ['show', `${commit}:${relPath}`], { cwd: ROOT, encoding: 'utf8' });
+    if (content.includes('TODO')) return content;
+  }
+  throw new UserError(`No committed version of ${relPath} with its TODOs was found in git history.`, EXIT.ENVIRONMENT);
+}

@@ -1,0 +1,22 @@
+// npm run solution ID: the reference solution, once the exercise has passed (or with --force).
+import { readFileSync } from 'node:fs';
+import pc from 'picocolors';
+import { workbook } from '../session.js';
+import { resolveOne } from '../ids.js';
+import { loadProgress, statusOf } from '../progress.js';
+import { renderMarkdown } from '../chapter/render.js';
+import { rel } from '../paths.js';
+import { EXIT } from '../exit-codes.js';
+
+export function solutionCommand(id: string, opts: { force?: boolean }): number {
+  const exercise = resolveOne(workbook(), id);
+  if (statusOf(loadProgress(), exercise.id) !== 'passed' && !opts.force) {
+    console.log(`Exercise ${exercise.id} has not passed yet. Try it first (npm run watch ${exercise.id}), ask for a hint (npm run hint ${exercise.id}),`);
+    console.log(`or look anyway: npm run solution ${exercise.id} -- --force`);
+    return EXIT.FAILED;
+  }
+  console.log(pc.bold(`Reference solution for ${exercise.id} ${exercise.title}`) + pc.dim(`  (${rel(exercise.solutionPath)})`));
+  console.log(renderMarkdown('```ts\n' + readFileSync(exercise.solutionPath, 'utf8') + '\n```'));
+  console.log(pc.dim(`Compare with yours: diff ${rel(exercise.solutionPath)} ${rel(exercise.starterPath)}`));
+  return EXIT.OK;
+}

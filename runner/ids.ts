@@ -1,0 +1,56 @@
+// Turns what the learner typed ("2", "2.1", "chapter 2") into exercises, and a typo
+// into a helpful message with the nearest valid ids.
+import { distance } from 'fastest-levenshtein';
+import type { Exercise, Workbook } from './manifest/load.js';
+import { EXIT, UserError } from './exit-codes.js';
+
+export function resolveIds(workbook: Workbook, args: string[]): Exercise[] {
+  const out: Exercise[] = [];
+  for (const raw of args) {
+    const arg = raw.trim();
+    if (/^\d+$/.test(arg)) {
+      const chapter = workbook.chapter(Number(arg));
+      if (!chapter) throw unknown(workbook, arg);
+      if (chapter.exercises.length === 0) throw new UserError(`Chapter ${arg} has no exercises.`, EXIT.USAGE);
+      out.push(...chapter.exercises);
+      continue;
+    }
+    const exercise = workbook.exercise(arg);
+    if (!exercise) throw unknown(workbook, arg);
+    out.push(exercise);
+  }
+  return [...new Set(out)];
+}
+
+export function resolveOne(workbook: Workbook, arg: string): Exercise {
+  const exercise = workbook.exercise(arg.trim());
+  if (!exercise) throw unknown(workbook, arg);
+  return exercise;
+}
+
+export function resolveChapter(workbook: Workbook, arg: string) {
+  const chapter = /^\d+$/.test(arg.trim()) ? workbook.chapter(Number(arg)) : undefined;
+  if (!chapter) {
+    const all = workbook.chapters.map((c) => String(c.number));
+    throw new UserError(`There is no chapter "${arg}". Chapters: ${all.join(', ')}.`, EXIT.USAGE);
+  }
+  return chapter;
+}
+
+/** The ids closest to `arg`, for "did you mean". */
+export function nearestIds(workbook: Workbook, arg: string, count = 3): string[] {
+  const candidates = [...workbook.exercises.map((e) => e.id), ...workbook.chapters.map((c) => String(c.number))];
+  return candidates
+    .map((id) => ({ id, d: distance(arg, id) }))
+    .sort((a, b) => a.d - b.d || a.id.localeCompare(b.id, undefined, { numeric: true }))
+    .slice(0, count)
+    .map((x) => x.id);
+}
+
+function unknown(workbook: Workbook, arg: string): UserError {
+  return new UserError(
+    `There is no exercise or chapter "${arg}". Did you mean ${nearestIds(workbook, arg).join(', ')}?\n` +
+      'List them all with: npm run progress',
+    EXIT.USAGE,
+  );
+}

@@ -1,0 +1,98 @@
+// Loads manifest.yaml, validates it and derives every path from the ids, so
+// the manifest never repeats a path and a reader can find any file from an id:
+//   2.1 -> chapters/02-hello-world/README.md, exercises/02-hello-world/01-send.ts,
+//          solutions/02-hello-world/01-send.ts, checks/02-hello-world/01-send.check.ts,
+//          checks/02-hello-world/wrong/01-send.<variant>.ts
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse } from 'yaml';
+import { z } from 'zod';
+import { paths } from '../paths.js';
+import { ManifestSchema, type ChapterData, type ExerciseData, type WrongVariant } from './schema.js';
+
+export interface Chapter extends Omit<ChapterData, 'exercises'> {
+  dir: string; // e.g. "02-hello-world"
+  textPath: string;
+  demoPath: string;
+  exercises: Exercise[];
+}
+
+export interface Exercise extends Omit<ExerciseData, 'wrong'> {
+  chapter: number;
+  chapterDir: string;
+  stem: string; // "01-send"
+  starterPath: string;
+  solutionPath: string;
+  checkPath: string;
+  wrong: (WrongVariant & { path: string })[];
+}
+
+export interface Workbook {
+  chapters: Chapter[];
+  exercises: Exercise[];
+  exercise(id: string): Exercise | undefined;
+  chapter(n: number): Chapter | undefined;
+}
+
+export class ManifestError extends Error {}
+
+export function loadManifest(file = paths.manifest): Workbook {
+  let raw: unknown;
+  try {
+    raw = parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new ManifestError(`Cannot read ${file}: ${(err as Error).message}`);
+  }
+  const parsed = ManifestSchema.safeParse(raw);
+  if (!parsed.success) {
+    throw new ManifestError(`${file} is invalid:\n${z.prettifyError(parsed.error)}`);
+  }
+  return buildWorkbook(parsed.data.chapters);
+}
+
+function buildWorkbook(data: ChapterData[]): Workbook {
+  const chapters = data.map(toChapter);
+  const exercises = chapters.flatMap((c) => c.exercises);
+  const seen = new Set<string>();
+  for (const c of chapters) {
+    for (const e of c.exercises) {
+      if (seen.has(e.id)) throw new ManifestError(`Exercise id ${e.id} appears twice in the manifest.`);
+      seen.add(e.id);
+      if (!e.id.startsWith(`${c.number}.`)) {
+        throw new ManifestError(`Exercise ${e.id} is listed under chapter ${c.number}; its id must start with "${c.number}."`);
+      }
+    }
+  }
+  const byId = new Map(exercises.map((e) => [e.id, e]));
+  return {
+    chapters,
+    exercises,
+    exercise: (id) => byId.get(id),
+    chapter: (n) => chapters.find((c) => c.number === n),
+  };
+}
+
+function toChapter(c: ChapterData): Chapter {
+  const dir = `${String(c.number).padStart(2, '0')}-${c.slug}`;
+  return {
+    ...c,
+    dir,
+    textPath: path.join(paths.chapters, dir, 'README.md'),
+    demoPath: path.join(paths.chapters, dir, 'demo.ts'),
+    exercises: c.exercises.map((e) => toExercise(c.number, dir, e)),
+  };
+}
+
+function toExercise(chapter: number, dir: string, e: ExerciseData): Exercise {
+  const stem = e.file.replace(/\.ts$/, '');
+  return {
+    ...e,
+    chapter,
+    chapterDir: dir,
+    stem,
+    starterPath: path.join(paths.exercises, dir, e.file),
+    solutionPath: path.join(paths.solutions, dir, e.file),
+    checkPath: path.join(paths.checks, dir, `${stem}.check.ts`),
+    wrong: e.wrong.map((w) => ({ ...w, path: path.join(paths.checks, dir, 'wrong', `${stem}.${w.name}.ts`) })),
+  };
+}

@@ -1,0 +1,25 @@
+// Where things live. Every other module asks here instead of building paths itself,
+// so moving a folder is a one-line change.
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/** Learner state: progress, backups, the private broker. Git-ignored. */
+export const STATE_DIR = process.env.WORKBOOK_STATE_DIR ?? path.join(ROOT, '.workbook');
+
+export const paths = {
+  manifest: path.join(ROOT, 'manifest.yaml'),
+  chapters: path.join(ROOT, 'chapters'),
+  exercises: path.join(ROOT, 'exercises'),
+  solutions: path.join(ROOT, 'solutions'),
+  checks: path.join(ROOT, 'checks'),
+  progress: path.join(STATE_DIR, 'progress.json'),
+  backups: path.join(STATE_DIR, 'backups'),
+  broker: path.join(STATE_DIR, 'broker'),
+};
+
+/** A path relative to the project root, for messages a learner reads. */
+export function rel(p: string): string {
+  return path.relative(process.cwd(), p) || '.';
+}
