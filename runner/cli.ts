@@ -13,6 +13,7 @@ import { resetCommand } from './commands/reset.js';
 import { solutionCommand } from './commands/solution.js';
 import { brokerCommand } from './commands/broker.js';
 import { doctorCommand } from './commands/doctor.js';
+import { selfcheckCommand } from './commands/selfcheck.js';
 
 let exitCode: number = EXIT.OK;
 // Commander passes the parsed arguments; each command returns its exit code.
@@ -58,6 +59,10 @@ program.command('broker').argument('<action>', 'start | stop | status').descript
 
 program.command('doctor').description('check Node, the broker, Docker, rabbitmq-server and ports')
   .action(run(() => doctorCommand()));
+
+program.command('selfcheck').argument('[ids...]').option('--verbose', 'print every verdict')
+  .description('the workbook checks itself: starters fail, solutions pass, known-wrong variants fail as expected')
+  .action(run((ids: string[], o: { verbose?: boolean }) => selfcheckCommand(ids, o)));
 
 process.once('SIGINT', () => {
   // Ctrl-C mid-check: remove the sandbox vhosts this process created, then exit.

@@ -9,7 +9,8 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 export const STATE_DIR = process.env.WORKBOOK_STATE_DIR ?? path.join(ROOT, '.workbook');
 
 export const paths = {
-  manifest: path.join(ROOT, 'manifest.yaml'),
+  /** WORKBOOK_MANIFEST lets authors try a chapter's block on its own before merging it. */
+  manifest: process.env.WORKBOOK_MANIFEST ?? path.join(ROOT, 'manifest.yaml'),
   chapters: path.join(ROOT, 'chapters'),
   exercises: path.join(ROOT, 'exercises'),
   solutions: path.join(ROOT, 'solutions'),

@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, openSync, readFileSync, writeFileSync, readSync,
 import { randomBytes, createHash } from 'node:crypto';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { paths, ROOT } from '../paths.js';
+import { paths } from '../paths.js';
 import { ManagementClient } from './management.js';
 import { isListening, pickPort } from './ports.js';
 import type { BrokerInfo } from './types.js';
@@ -114,11 +114,11 @@ export async function startPrivateNode(opts: StartOptions = {}): Promise<BrokerI
   const cookie = path.join(dir, 'home', '.erlang.cookie');
   if (!existsSync(cookie)) writeFileSync(cookie, randomBytes(20).toString('hex'), { mode: 0o600 });
 
-  // Default ports when free, otherwise free ones; the node name is unique per clone.
+  // Default ports when free, otherwise free ones; the node name is unique per state directory (per clone).
   const amqpPort = await pickPort(previous?.amqpPort ?? 5672);
   const managementPort = await pickPort(previous?.managementPort ?? 15672, [amqpPort]);
   const distPort = await pickPort(amqpPort + 20000, [amqpPort, managementPort]);
-  const nodeName = previous?.nodeName ?? `workbook-${createHash('sha1').update(ROOT).digest('hex').slice(0, 6)}@localhost`;
+  const nodeName = previous?.nodeName ?? `workbook-${createHash('sha1').update(dir).digest('hex').slice(0, 6)}@localhost`;
   const state: NodeState = { nodeName, amqpPort, managementPort, distPort, server };
 
   writeFileSync(path.join(dir, 'enabled_plugins'), '[rabbitmq_management].\n');

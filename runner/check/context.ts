@@ -3,10 +3,10 @@
 // a management API client, the checker's own AMQP connection, and helpers that turn
 // what the broker shows into findings a beginner can act on.
 import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type GetMessage } from 'amqplib';
-import { ManagementClient, enc, type QueueInfo } from '../broker/management.js';
+import { ManagementClient, enc, type ConsumerInfo, type QueueInfo } from '../broker/management.js';
 import { compareVersions, type BrokerInfo } from '../broker/types.js';
 import { explainError } from './explain-error.js';
-import { connectionsOpenedTo, ignoreSocket, openConnectionsTo } from './socket-tracker.js';
+import { connectionsOpenedTo, cutConnectionsTo, ignoreSocket, openConnectionsTo } from './socket-tracker.js';
 import { CheckFailure, CheckSkipped, type Finding } from './verdict.js';
 
 export interface ContextInit<T> {
@@ -196,6 +196,43 @@ export class CheckContext<T = unknown> {
       if (Date.now() >= deadline) return undefined;
       await new Promise((r) => setTimeout(r, everyMs));
     }
+  }
+
+  /** Consumers on a queue, as the broker lists them (this list is up to date at once, unlike connection stats). */
+  async consumersOf(queue: string): Promise<ConsumerInfo[]> {
+    return (await this.mgmt.consumers(this.vhost)).filter((c) => c.queue.name === queue);
+  }
+
+  /** The first consumer to appear on `queue` within `timeoutMs`, or undefined. */
+  async waitForConsumer(queue: string, timeoutMs = 2000): Promise<ConsumerInfo | undefined> {
+    return this.waitFor(async () => (await this.consumersOf(queue))[0], timeoutMs, 50);
+  }
+
+  /** Consumers on `queue` counted by the queue itself over AMQP (exact at once, unlike the management API). */
+  async consumerCount(queue: string): Promise<number> {
+    const ch = await this.channel();
+    try {
+      return (await ch.checkQueue(queue)).consumerCount;
+    } finally {
+      await ch.close().catch(() => undefined);
+    }
+  }
+
+  /**
+   * Cuts every connection the code under check has open, the way a network failure
+   * does (the TCP socket just dies). Immediate, unlike closing through the management
+   * API, which must first wait for the connection to be listed.
+   */
+  cutConnections(reason: string): number {
+    const ports = cutConnectionsTo(this.amqpPort);
+    this.log(`cut your connection${ports.length === 1 ? '' : 's'} (local port ${ports.join(', ') || 'none'}): ${reason}`);
+    return ports.length;
+  }
+
+  /** Force-closes the connection a consumer lives on through the management API, as an operator would. */
+  async killConnectionOf(consumer: ConsumerInfo, reason: string): Promise<void> {
+    await this.mgmt.closeConnection(consumer.channel_details.connection_name, reason);
+    this.log(`closed your connection ${consumer.channel_details.connection_name} (${reason})`);
   }
 
   // ---- connections the learner left behind -----------------------------------

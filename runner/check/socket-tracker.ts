@@ -46,3 +46,10 @@ export function openConnectionsTo(port: number): number[] {
 export function connectionsOpenedTo(port: number): number {
   return learnerSockets(port).length;
 }
+
+/** Destroys the learner's open connections to the port, as a network failure would. Returns their local ports. */
+export function cutConnectionsTo(port: number): number[] {
+  const open = learnerSockets(port).filter((t) => !t.socket.destroyed && !t.socket.closed);
+  for (const t of open) t.socket.destroy();
+  return open.map((t) => t.localPort ?? 0);
+}

@@ -1,0 +1,42 @@
+// Exercise 2.2: receive messages, and acknowledge each one only when its work is done
+// Text: chapters/02-hello-world/README.md   Check: npm run check 2.2   Hint: npm run hint 2.2
+//
+// startReceiver(url, queue, handle) must:
+//   1. declare `queue` (durable quorum queue, as in 2.1) and consume from it with manual acks,
+//   2. call `handle(text)` for each message and ack the message only after handle's promise resolves,
+//   3. listen for 'error' on the connection, so a lost connection does not crash the process,
+//   4. return { stop }, where stop() cancels the consumer and closes the connection.
+import amqp from 'amqplib';
+import { pathToFileURL } from 'node:url';
+
+export interface Receiver {
+  stop(): Promise<void>;
+}
+
+export async function startReceiver(url: string, queue: string, handle: (text: string) => Promise<void>): Promise<Receiver> {
+  const connection = await amqp.connect(url);
+  // TODO 1: listen for 'error' on the connection (log it), or a lost connection crashes the process
+  const channel = await connection.createChannel();
+  await channel.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+  await channel.prefetch(10);
+
+  // TODO 2: consume from `queue` with { noAck: false }. For each message (skip null),
+  //         call handle(msg.content.toString()) and ack the message when its promise resolves
+  //         (nack it when it rejects). Keep the consumerTag that consume() returns.
+  throw new Error('TODO: consume in exercises/02-hello-world/02-receive.ts');
+
+  return {
+    async stop() {
+      // TODO 3: cancel the consumer (channel.cancel(consumerTag)), then close the connection
+    },
+  };
+}
+
+// On its own: npx tsx exercises/02-hello-world/02-receive.ts   (Ctrl-C to stop)
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const receiver = await startReceiver(process.env.RABBITMQ_URL ?? 'amqp://localhost', 'hello', async (text) => {
+    console.log(`Received: ${text}`);
+  });
+  console.log('Waiting for messages on "hello". Ctrl-C to stop.');
+  process.once('SIGINT', () => void receiver.stop());
+}
