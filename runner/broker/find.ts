@@ -28,17 +28,29 @@ export const NO_BROKER_HELP = [
   'Then `npm run doctor` tells you whether everything is in place.',
 ].join('\n');
 
-export async function findBroker(opts: FindOptions = {}): Promise<BrokerInfo> {
-  const fromEnv = await brokerFromEnv();
-  if (fromEnv) return fromEnv;
+/** WORKBOOK_BROKER=private|docker skips the other sources (e.g. a second node of your own beside a running broker). */
+type Forced = 'private' | 'docker' | undefined;
 
-  const running = await runningLocalBroker();
-  if (running) return running;
+export async function findBroker(opts: FindOptions = {}): Promise<BrokerInfo> {
+  const forced = process.env.WORKBOOK_BROKER as Forced;
+  if (forced && forced !== 'private' && forced !== 'docker') {
+    throw new NoBrokerError(`WORKBOOK_BROKER must be "private" or "docker", not "${forced}".`);
+  }
+  if (!forced) {
+    const fromEnv = await brokerFromEnv();
+    if (fromEnv) return fromEnv;
+    const running = await runningLocalBroker();
+    if (running) return running;
+  } else if (forced === 'private') {
+    const state = readNodeState();
+    const version = await probePrivateNode(state);
+    if (state && version) return privateBrokerInfo(state, version);
+  }
 
   if (opts.start === false) throw new NoBrokerError(NO_BROKER_HELP);
 
   const spinner = ora({ isEnabled: opts.spinner ?? process.stderr.isTTY, stream: process.stderr });
-  if (await dockerDaemonAnswers()) {
+  if (forced !== 'private' && (await dockerDaemonAnswers())) {
     spinner.start('Starting RabbitMQ in Docker (rabbitmq:4-management)…');
     const started = Date.now();
     try {
@@ -50,7 +62,7 @@ export async function findBroker(opts: FindOptions = {}): Promise<BrokerInfo> {
     }
   }
 
-  if (locateServer()) {
+  if (forced !== 'docker' && locateServer()) {
     spinner.start('Starting a private RabbitMQ node from your local rabbitmq-server…');
     try {
       const broker = await startPrivateNode({
