@@ -5,7 +5,7 @@
 //   1. declare `queue` (durable quorum queue, as in 2.1) and consume from it with manual acks,
 //   2. call `handle(text)` for each message and ack the message only after handle's promise resolves,
 //   3. listen for 'error' on the connection, so a lost connection does not crash the process,
-//   4. return { stop }, where stop() cancels the consumer and closes the connection.
+//   4. return { stop }, where stop() cancels the consumer, then closes the channel and the connection.
 import amqp from 'amqplib';
 import { pathToFileURL } from 'node:url';
 
@@ -27,7 +27,7 @@ export async function startReceiver(url: string, queue: string, handle: (text: s
 
   return {
     async stop() {
-      // TODO 3: cancel the consumer (channel.cancel(consumerTag)), then close the connection
+      // TODO 3: cancel the consumer (channel.cancel(consumerTag)), close the channel, then the connection
     },
   };
 }

@@ -5,7 +5,7 @@
 //   1. declare `queue` (durable quorum queue, as in 2.1) and consume from it with manual acks,
 //   2. call `handle(text)` for each message and ack the message only after handle's promise resolves,
 //   3. listen for 'error' on the connection, so a lost connection does not crash the process,
-//   4. return { stop }, where stop() cancels the consumer and closes the connection.
+//   4. return { stop }, where stop() cancels the consumer, then closes the channel and the connection.
 import amqp from 'amqplib';
 import { pathToFileURL } from 'node:url';
 
@@ -37,7 +37,8 @@ export async function startReceiver(url: string, queue: string, handle: (text: s
 
   return {
     async stop() {
-      await channel.cancel(consumerTag);
+      await channel.cancel(consumerTag); // no new deliveries
+      await channel.close(); // flushes our last acks: closing only the connection can drop them
       await connection.close();
     },
   };

@@ -30,7 +30,8 @@ export async function startReceiver(url: string, queue: string, handle: (text: s
 
   return {
     async stop() {
-      await channel.cancel(consumerTag);
+      await channel.cancel(consumerTag); // no new deliveries
+      await channel.close(); // flushes our last acks: closing only the connection can drop them
       await connection.close();
     },
   };

@@ -1,0 +1,17 @@
+// Known-wrong 2.4: publishes on a plain channel and closes without waiting for confirms.
+import amqp from 'amqplib';
+
+export async function sendDurable(url: string, queue: string, texts: string[]): Promise<void> {
+  const connection = await amqp.connect(url);
+  try {
+    const channel = await connection.createChannel();
+    // Choice 1: the queue itself is written to disk and comes back after a restart.
+    await channel.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'classic' } });
+    for (const text of texts) {
+      // Choice 2: each message is written to disk too. Without it, a durable queue comes back empty.
+      channel.sendToQueue(queue, Buffer.from(text), { persistent: true });
+    }
+  } finally {
+    await connection.close();
+  }
+}

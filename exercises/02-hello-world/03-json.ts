@@ -1,0 +1,39 @@
+// Exercise 2.3: send JSON, and say that it is JSON
+// Text: chapters/02-hello-world/README.md   Check: npm run check 2.3   Hint: npm run hint 2.3
+//
+// sendJson(url, queue, value) must publish `value` as JSON to `queue` (durable quorum queue),
+// persistent, confirmed, with the content type 'application/json', and close what it opened.
+// readJson(message) must return the parsed value of a received message, and throw an Error
+// when the message is not labelled 'application/json' or its body is not valid JSON.
+import amqp from 'amqplib';
+import { pathToFileURL } from 'node:url';
+
+export async function sendJson(url: string, queue: string, value: unknown): Promise<void> {
+  const connection = await amqp.connect(url);
+  try {
+    const channel = await connection.createConfirmChannel();
+    await channel.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+    // TODO 1: turn `value` into bytes: JSON text, encoded as UTF-8
+    // TODO 2: publish them persistent, with contentType 'application/json', and wait for the confirm
+    throw new Error('TODO: publish JSON in exercises/02-hello-world/03-json.ts');
+  } finally {
+    await connection.close();
+  }
+}
+
+export interface ReceivedMessage {
+  content: Buffer;
+  properties: { contentType?: string };
+}
+
+export function readJson(message: ReceivedMessage): unknown {
+  // TODO 3: throw an Error unless message.properties.contentType is 'application/json'
+  // TODO 4: parse the body (UTF-8 text) and return the value; throw a clear Error when it is not valid JSON
+  throw new Error('TODO: read JSON in exercises/02-hello-world/03-json.ts');
+}
+
+// On its own: npx tsx exercises/02-hello-world/03-json.ts
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+  await sendJson(process.env.RABBITMQ_URL ?? 'amqp://localhost', 'orders', { id: 1, city: 'São Paulo' });
+  console.log('Sent {"id":1,"city":"São Paulo"} to "orders".');
+}

@@ -1,0 +1,46 @@
+// Exercise 2.3: send JSON, and say that it is JSON
+// Text: chapters/02-hello-world/README.md   Check: npm run check 2.3   Hint: npm run hint 2.3
+//
+// sendJson(url, queue, value) must publish `value` as JSON to `queue` (durable quorum queue),
+// persistent, confirmed, with the content type 'application/json', and close what it opened.
+// readJson(message) must return the parsed value of a received message, and throw an Error
+// when the message is not labelled 'application/json' or its body is not valid JSON.
+import amqp from 'amqplib';
+import { pathToFileURL } from 'node:url';
+
+export async function sendJson(url: string, queue: string, value: unknown): Promise<void> {
+  const connection = await amqp.connect(url);
+  try {
+    const channel = await connection.createConfirmChannel();
+    await channel.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+    // JSON.stringify, then UTF-8 bytes: "São Paulo" arrives as "São Paulo".
+    const body = Buffer.from(JSON.stringify(value), 'utf8');
+    channel.sendToQueue(queue, body, { persistent: true, contentType: 'application/json' });
+    await channel.waitForConfirms();
+  } finally {
+    await connection.close();
+  }
+}
+
+export interface ReceivedMessage {
+  content: Buffer;
+  properties: { contentType?: string };
+}
+
+export function readJson(message: ReceivedMessage): unknown {
+  const type = message.properties.contentType;
+  if (type !== 'application/json') {
+    throw new Error(`expected content type application/json, got ${type ?? 'none'}`);
+  }
+  try {
+    return JSON.parse(message.content.toString('utf8'));
+  } catch (err) {
+    throw new Error(`the body is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+// On its own: npx tsx solutions/02-hello-world/03-json.ts
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+  await sendJson(process.env.RABBITMQ_URL ?? 'amqp://localhost', 'orders', { id: 1, city: 'São Paulo' });
+  console.log('Sent {"id":1,"city":"São Paulo"} to "orders".');
+}
