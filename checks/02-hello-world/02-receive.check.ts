@@ -66,7 +66,7 @@ export default defineCheck<typeof Exercise>(async (t) => {
   await t.waitFor(() => received.includes('four'), 3000);
   if (!received.includes('four')) t.fail({ summary: 'The second receiver did not get the message "four".', fix: 'startReceiver() must work when called again.' });
   t.cutConnections('a network failure while handle("four") was still running');
-  const back = await t.waitFor(async () => ((await t.messageCount(queue)) === 1 ? 1 : undefined), 3000);
+  const back = await t.waitFor(async () => ((await t.messageCount(queue)) === 1 ? 1 : undefined), 1500);
   if (!back) {
     const count = await t.messageCount(queue);
     t.fail({

@@ -18,4 +18,4 @@ export type FromWorker =
   | { type: 'restart' }
   | { type: 'result'; result: WorkerResult };
 
-export type ToWorker = { type: 'restart-result'; ok: boolean; reason?: string };
+export type ToWorker = { type: 'restart-result'; ok: boolean; reason?: string } | { type: 'job'; job: WorkerJob };

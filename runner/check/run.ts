@@ -21,10 +21,87 @@ export interface CheckJob {
   targetPath: string;
 }
 
+/**
+ * Checks that restart the broker run as one group, alone. Their restart requests are
+ * coalesced: when every running check of the group is waiting for a restart (or has
+ * finished), the broker restarts once and they all continue. Three checks, one restart.
+ */
+export class RestartBarrier {
+  private active = 0;
+  private waiting: ((r: { ok: boolean; reason?: string }) => void)[] = [];
+  private restarting = false;
+
+  constructor(private readonly broker: BrokerInfo) {}
+
+  join(): void {
+    this.active++;
+  }
+
+  leave(): void {
+    this.active--;
+    void this.maybeRestart();
+  }
+
+  request(): Promise<{ ok: boolean; reason?: string }> {
+    if (!this.broker.restart) {
+      return Promise.resolve({ ok: false, reason: `the workbook did not start this broker (${this.broker.description}), so it does not restart it` });
+    }
+    return new Promise((resolve) => {
+      this.waiting.push(resolve);
+      void this.maybeRestart();
+    });
+  }
+
+  private async maybeRestart(): Promise<void> {
+    if (this.restarting || this.waiting.length === 0 || this.waiting.length < this.active) return;
+    this.restarting = true;
+    const batch = this.waiting.splice(0);
+    const result = await restartBroker(this.broker).then(
+      () => ({ ok: true }),
+      (err: Error) => ({ ok: false, reason: err.message }),
+    );
+    this.restarting = false;
+    for (const resolve of batch) resolve(result);
+    void this.maybeRestart();
+  }
+}
+
+/**
+ * A worker started ahead of time has tsx, amqplib and the check vocabulary loaded and
+ * waits for its job: watch mode keeps one ready so a save gets its verdict sooner.
+ */
+let spare: Worker | undefined;
+
+function startWorker(job?: WorkerJob): Worker {
+  const worker = new Worker(BOOT, { workerData: job, stdout: true, stderr: true });
+  // The learner's console output is not judged; keep it out of the verdict display.
+  worker.stdout.resume();
+  worker.stderr.resume();
+  return worker;
+}
+
+/** Keep one warm worker ready from now on (it does not keep the process alive). */
+export function keepWorkerWarm(): void {
+  spare ??= startWorker();
+  spare.unref();
+}
+
+function workerFor(job: WorkerJob): Worker {
+  if (!spare) return startWorker(job);
+  const worker = spare;
+  worker.ref();
+  worker.postMessage({ type: 'job', job } satisfies ToWorker);
+  spare = startWorker();
+  spare.unref();
+  return worker;
+}
+
 export interface RunOptions {
   /** Keep the sandbox of a failed check so the learner can look at it in the UI (learner runs only). */
   keepFailedSandbox?: boolean;
   onStep?: (job: CheckJob, step: string) => void;
+  /** Shared by the broker-restarting checks of one run; a lone check gets its own. */
+  barrier?: RestartBarrier;
 }
 
 /** The jobs for an exercise: its starter-or-learner file, its solution, or its known-wrong variants. */
@@ -38,6 +115,18 @@ export function jobFor(exercise: Exercise, target: TargetKind, variant?: string)
 }
 
 export async function runCheck(job: CheckJob, broker: BrokerInfo, opts: RunOptions = {}): Promise<Verdict> {
+  // Joining before the first await: a group started in one tick is complete before anyone asks to restart.
+  const barrier = opts.barrier ?? new RestartBarrier(broker);
+  const restarts = job.exercise.restartsBroker;
+  if (restarts) barrier.join();
+  try {
+    return await checkInSandbox(job, broker, opts, barrier);
+  } finally {
+    if (restarts) barrier.leave();
+  }
+}
+
+async function checkInSandbox(job: CheckJob, broker: BrokerInfo, opts: RunOptions, barrier: RestartBarrier): Promise<Verdict> {
   const started = Date.now();
   const { exercise } = job;
   const base = {
@@ -68,7 +157,7 @@ export async function runCheck(job: CheckJob, broker: BrokerInfo, opts: RunOptio
     return { ...base, status: 'error', finding: { summary: `Could not create a sandbox vhost: ${(err as Error).message}` }, steps: [], notes: [], durationMs: Date.now() - started };
   }
 
-  const result = await runInWorker(job, broker, sandbox.vhost, opts);
+  const result = await runInWorker(job, broker, sandbox.vhost, barrier, opts.onStep);
   const verdict: Verdict = { ...base, ...result, vhost: sandbox.vhost, durationMs: Date.now() - started };
 
   if (opts.keepFailedSandbox && job.target === 'exercise') {
@@ -83,7 +172,7 @@ export async function runCheck(job: CheckJob, broker: BrokerInfo, opts: RunOptio
   return verdict;
 }
 
-function runInWorker(job: CheckJob, broker: BrokerInfo, vhost: string, opts: RunOptions): Promise<WorkerResult> {
+function runInWorker(job: CheckJob, broker: BrokerInfo, vhost: string, barrier: RestartBarrier, onStep?: RunOptions['onStep']): Promise<WorkerResult> {
   const { exercise } = job;
   const workerJob: WorkerJob = {
     id: exercise.id,
@@ -94,10 +183,7 @@ function runInWorker(job: CheckJob, broker: BrokerInfo, vhost: string, opts: Run
     broker,
   };
   return new Promise((resolve) => {
-    const worker = new Worker(BOOT, { workerData: workerJob, stdout: true, stderr: true });
-    // The learner's console output is not judged; keep it out of the verdict display.
-    worker.stdout.resume();
-    worker.stderr.resume();
+    const worker = workerFor(workerJob);
     let lastStep = 'loading your file';
     let settled = false;
     let timer: NodeJS.Timeout;
@@ -129,25 +215,19 @@ function runInWorker(job: CheckJob, broker: BrokerInfo, vhost: string, opts: Run
     worker.on('message', async (msg: FromWorker) => {
       if (msg.type === 'step') {
         lastStep = msg.text;
-        opts.onStep?.(job, msg.text);
+        onStep?.(job, msg.text);
       } else if (msg.type === 'result') {
         settle(msg.result);
       } else if (msg.type === 'restart') {
         const reply = (r: ToWorker) => worker.postMessage(r);
         if (!exercise.restartsBroker) {
           reply({ type: 'restart-result', ok: false, reason: 'the manifest does not mark this exercise restartsBroker, so it may run beside other checks' });
-        } else if (!broker.restart) {
-          reply({ type: 'restart-result', ok: false, reason: `the workbook did not start this broker (${broker.description}), so it does not restart it` });
         } else {
-          // A restart takes several seconds; it does not count against the learner's time.
+          // Waiting for the restart does not count against the learner's time.
           clearTimeout(timer);
-          try {
-            await restartBroker(broker);
-            reply({ type: 'restart-result', ok: true });
-          } catch (err) {
-            reply({ type: 'restart-result', ok: false, reason: (err as Error).message });
-          }
-          armTimer(exercise.timeoutMs);
+          const result = await barrier.request();
+          reply({ type: 'restart-result', ...result });
+          if (!settled) armTimer(exercise.timeoutMs);
         }
       }
     });
@@ -190,11 +270,15 @@ export async function runChecks(
     }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, shared.length) }, lane));
-  for (const job of alone) {
-    const v = await runCheck(job, broker, opts);
-    results.set(job, v);
-    opts.onVerdict?.(v);
-  }
+  // Then the broker-restarting checks, together, with nothing else running.
+  const barrier = new RestartBarrier(broker);
+  await Promise.all(
+    alone.map(async (job) => {
+      const v = await runCheck(job, broker, { ...opts, barrier });
+      results.set(job, v);
+      opts.onVerdict?.(v);
+    }),
+  );
   return jobs.map((j) => results.get(j)!);
 }
 

@@ -9,9 +9,12 @@ import { explainError } from './explain-error.js';
 import { CheckFailure, CheckSkipped, type Finding } from './verdict.js';
 import type { FromWorker, ToWorker, WorkerJob, WorkerResult } from './protocol.js';
 
-const job = workerData as WorkerJob;
 const port = parentPort!;
 const post = (msg: FromWorker) => port.postMessage(msg);
+// A worker is started with its job, or started ahead of time (warm) and given the job later.
+const job: WorkerJob =
+  (workerData as WorkerJob | undefined) ??
+  (await new Promise<WorkerJob>((resolve) => port.once('message', (msg: ToWorker) => msg.type === 'job' && resolve(msg.job))));
 
 // Must run before the learner's module is imported, so its sockets are seen.
 startTracking();

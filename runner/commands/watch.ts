@@ -6,7 +6,7 @@ import pc from 'picocolors';
 import { broker, workbook } from '../session.js';
 import { resolveOne } from '../ids.js';
 import { currentExercise, loadProgress, recordResult, updateProgress } from '../progress.js';
-import { jobFor, runCheck } from '../check/run.js';
+import { jobFor, keepWorkerWarm, runCheck } from '../check/run.js';
 import { formatVerdict } from '../check/report.js';
 import { disposeAll } from '../sandbox/sandbox.js';
 import { rel } from '../paths.js';
@@ -20,6 +20,7 @@ export async function watchCommand(id: string | undefined): Promise<number> {
   let exercise: Exercise | undefined = id ? resolveOne(wb, id) : currentExercise(wb, loadProgress());
   if (!exercise) throw new UserError('Every exercise has passed. Name one to watch: npm run watch 2.1', EXIT.USAGE);
   const b = await broker();
+  keepWorkerWarm();
 
   let running = false;
   let again = false;
@@ -50,8 +51,7 @@ export async function watchCommand(id: string | undefined): Promise<number> {
     }
   };
 
-  const watcher = chokidar.watch(exercise.starterPath, { ignoreInitial: true, awaitWriteFinish: { stabilityThreshold: 30, pollInterval: 10 } });
-  watcher.on('change', () => void check());
+  const watcher = watchExercise(exercise.starterPath, () => void check());
   const switchTo = async (next: Exercise) => {
     await watcher.unwatch(exercise!.starterPath);
     exercise = next;
@@ -96,4 +96,14 @@ export async function watchCommand(id: string | undefined): Promise<number> {
   await check();
   await done;
   return EXIT.OK;
+}
+
+/**
+ * Calls `onSave` after each save of `file`. Waits for the write to settle (30 ms) so an
+ * editor that writes in several steps triggers one check, not three.
+ */
+export function watchExercise(file: string, onSave: () => void) {
+  const watcher = chokidar.watch(file, { ignoreInitial: true, awaitWriteFinish: { stabilityThreshold: 30, pollInterval: 10 } });
+  watcher.on('change', onSave);
+  return watcher;
 }

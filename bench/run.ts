@@ -1,0 +1,206 @@
+// npm run bench: measures the workbook's performance targets on this machine and writes
+// BENCHMARKS.md. Figures, not assertions: tests never time anything.
+//   1. one exercise check with a warm broker         target: median ≤ 1.0 s
+//   2. watch mode, save → verdict                      target: median ≤ 0.5 s
+//   3. private broker cold start                       target: ≤ 1.2 × bare rabbitmq-server boot
+//   4. full self-check, per exercise                   target: ≤ 1 s amortised on 2 cores
+// It starts brokers of its own (private nodes in temp dirs) so it may restart them.
+import { execFile, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem, tmpdir, release } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { ROOT, STATE_DIR } from '../runner/paths.js';
+import { loadManifest } from '../runner/manifest/load.js';
+import { jobFor, keepWorkerWarm, runCheck } from '../runner/check/run.js';
+import { runSelfCheck } from '../runner/selfcheck.js';
+import { watchExercise } from '../runner/commands/watch.js';
+import { ManagementClient } from '../runner/broker/management.js';
+import { freePort } from '../runner/broker/ports.js';
+import { locateServer, privateBrokerInfo, type NodeState } from '../runner/broker/private-node.js';
+import type { BrokerInfo } from '../runner/broker/types.js';
+
+const execFileP = promisify(execFile);
+const tsx = path.join(ROOT, 'node_modules/.bin/tsx');
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+
+interface Row {
+  what: string;
+  measured: string;
+  target: string;
+  ok: boolean;
+}
+
+async function cli(args: string[], env: Record<string, string>) {
+  const started = Date.now();
+  await execFileP(tsx, ['runner/cli.ts', ...args], { cwd: ROOT, env: { ...process.env, ...env } }).catch((e) => e);
+  return Date.now() - started;
+}
+
+/** A private node of the bench's own, through the runner's CLI (also measures its cold start). */
+async function startOwnBroker(stateDir: string): Promise<{ broker: BrokerInfo; ms: number }> {
+  const env = { WORKBOOK_STATE_DIR: stateDir, WORKBOOK_BROKER: 'private' };
+  const ms = await cli(['broker', 'start'], env);
+  // The node's state file says where it listens (this process's paths point elsewhere).
+  const state = JSON.parse(readFileSync(path.join(stateDir, 'broker', 'node.json'), 'utf8')) as NodeState;
+  const version = (await new ManagementClient(`http://localhost:${state.managementPort}`, 'guest', 'guest').overview())!.rabbitmq_version;
+  return { broker: privateBrokerInfo(state, version), ms };
+}
+
+async function stopOwnBroker(stateDir: string) {
+  await cli(['broker', 'stop'], { WORKBOOK_STATE_DIR: stateDir, WORKBOOK_BROKER: 'private' });
+}
+
+/** rabbitmq-server started by hand with the same settings, timed to the same readiness signal. */
+async function bareBoot(): Promise<number> {
+  const server = locateServer();
+  if (!server) throw new Error('rabbitmq-server is not installed');
+  const dir = mkdtempSync(path.join(tmpdir(), 'wb-bare-'));
+  mkdirSync(path.join(dir, 'home'));
+  writeFileSync(path.join(dir, 'home', '.erlang.cookie'), 'BENCHCOOKIEBENCHCOOKIE', { mode: 0o600 });
+  const [amqp, mgmt, dist] = [await freePort(), await freePort(), await freePort()];
+  writeFileSync(path.join(dir, 'enabled_plugins'), '[rabbitmq_management].\n');
+  writeFileSync(path.join(dir, 'rabbitmq.conf'), `listeners.tcp.default = ${amqp}\nmanagement.tcp.port = ${mgmt}\n`);
+  const node = `bare-${path.basename(dir)}@localhost`;
+  const env = {
+    ...process.env,
+    HOME: path.join(dir, 'home'),
+    RABBITMQ_NODENAME: node,
+    RABBITMQ_DIST_PORT: String(dist),
+    RABBITMQ_MNESIA_BASE: path.join(dir, 'mnesia'),
+    RABBITMQ_LOG_BASE: path.join(dir, 'log'),
+    RABBITMQ_ENABLED_PLUGINS_FILE: path.join(dir, 'enabled_plugins'),
+    RABBITMQ_CONFIG_FILE: path.join(dir, 'rabbitmq.conf'),
+  };
+  const started = Date.now();
+  const child = spawn(server, [], { env, stdio: 'ignore', detached: true });
+  child.unref();
+  const client = new ManagementClient(`http://localhost:${mgmt}`, 'guest', 'guest');
+  while (!(await client.overview().catch(() => undefined))) await new Promise((r) => setTimeout(r, 100));
+  const ms = Date.now() - started;
+  await execFileP(path.join(path.dirname(server), 'rabbitmqctl'), ['-n', node, 'stop'], { env }).catch(() => undefined);
+  rmSync(dir, { recursive: true, force: true });
+  return ms;
+}
+
+async function main() {
+  const rows: Row[] = [];
+  const notes: string[] = [];
+  const workbook = loadManifest();
+  const stateDir = mkdtempSync(path.join(tmpdir(), 'wb-bench-'));
+
+  // 3. Cold start, first: nothing else running. Alternate bare and workbook, twice each.
+  const bare: number[] = [];
+  const ours: number[] = [];
+  for (let i = 0; i < 2; i++) {
+    bare.push(await bareBoot());
+    const dir = mkdtempSync(path.join(tmpdir(), 'wb-cold-'));
+    ours.push((await startOwnBroker(dir)).ms);
+    await stopOwnBroker(dir);
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const ratio = median(ours) / median(bare);
+  rows.push({
+    what: 'private broker cold start (`npm run broker -- start`, CLI start-up included)',
+    measured: `${s(median(ours))} vs bare rabbitmq-server ${s(median(bare))} (${ratio.toFixed(2)}×)`,
+    target: '≤ 1.2 × bare boot',
+    ok: ratio <= 1.2,
+  });
+
+  const { broker } = await startOwnBroker(stateDir);
+  const env = { RABBITMQ_URL: broker.amqpUrl, RABBITMQ_MANAGEMENT_URL: broker.managementUrl };
+  const exercise = workbook.exercise('2.1')!;
+
+  // 1. One check, warm broker: the in-process cost, and the whole command a learner types.
+  const inProcess: number[] = [];
+  for (let i = 0; i < 11; i++) {
+    const started = Date.now();
+    await runCheck(jobFor(exercise, 'solution'), broker);
+    inProcess.push(Date.now() - started);
+  }
+  const command: number[] = [];
+  for (let i = 0; i < 7; i++) command.push(await cli(['check', '2.1', '--solutions'], { ...env, WORKBOOK_STATE_DIR: stateDir }));
+  rows.push({
+    what: 'one exercise check, warm broker (`npm run check 2.1 -- --solutions`, whole command)',
+    measured: `median ${s(median(command))} (the check itself: ${s(median(inProcess))})`,
+    target: 'median ≤ 1.0 s',
+    ok: median(command) <= 1000,
+  });
+
+  // 2. Watch mode: save → verdict, with the warm worker watch mode keeps.
+  keepWorkerWarm();
+  const benchDir = path.join(STATE_DIR, 'bench');
+  mkdirSync(benchDir, { recursive: true });
+  const file = path.join(benchDir, '01-send.ts');
+  const solution = readFileSync(exercise.solutionPath, 'utf8');
+  writeFileSync(file, solution);
+  const job = { ...jobFor(exercise, 'solution'), targetPath: file };
+  const saves: number[] = [];
+  let savedAt = 0;
+  let resolveVerdict: () => void = () => undefined;
+  const watcher = watchExercise(file, () => {
+    void runCheck(job, broker).then(() => {
+      saves.push(Date.now() - savedAt);
+      resolveVerdict();
+    });
+  });
+  await new Promise<void>((r) => watcher.once('ready', () => r()));
+  for (let i = 0; i < 9; i++) {
+    await new Promise((r) => setTimeout(r, 300)); // let the next warm worker start, as between two saves
+    const verdict = new Promise<void>((r) => (resolveVerdict = () => r()));
+    savedAt = Date.now();
+    writeFileSync(file, `${solution}\n// save ${i}\n`);
+    await verdict;
+  }
+  await watcher.close();
+  rows.push({ what: 'watch mode, save → verdict (exercise 2.1)', measured: `median ${s(median(saves))}`, target: 'median ≤ 0.5 s', ok: median(saves) <= 500 });
+
+  // 4. The full self-check on the bench's own broker (restarts allowed), amortised per exercise.
+  const started = Date.now();
+  const result = await runSelfCheck(workbook, broker, workbook.exercises, { concurrency: 6 });
+  const total = Date.now() - started;
+  const perExercise = total / workbook.exercises.length;
+  rows.push({
+    what: `full self-check (${result.verdicts.length} checks, ${workbook.exercises.length} exercises, \`npm run selfcheck\`)`,
+    measured: `${s(total)} in all, ${s(perExercise)} per exercise`,
+    target: '≤ 1 s per exercise',
+    ok: perExercise <= 1000,
+  });
+  if (result.problems.length) notes.push(`The self-check reported ${result.problems.length} problem(s) during the bench run.`);
+  const restarts = workbook.exercises.filter((e) => e.restartsBroker).length;
+  if (restarts) notes.push(`${restarts} exercise(s) restart the broker; their checks share one restart (about 7 s on this machine), which is part of the total.`);
+
+  // Optional parts written by other chapters.
+  const extra: string[] = [];
+  if (existsSync(path.join(ROOT, 'bench', 'capstone.ts'))) {
+    const capstone = path.join(ROOT, 'bench', 'capstone.ts');
+    const { benchCapstone } = (await import(capstone)) as { benchCapstone: () => Promise<{ lines: string[] }> };
+    extra.push(...(await benchCapstone()).lines);
+  }
+
+  await stopOwnBroker(stateDir);
+  rmSync(stateDir, { recursive: true, force: true });
+
+  const cpu = cpus();
+  const lines = [
+    '# Benchmarks',
+    '',
+    `Measured by \`npm run bench\` (bench/run.ts) on ${new Date().toISOString().slice(0, 10)}.`,
+    '',
+    `Machine: ${cpu.length} × ${cpu[0]?.model.trim()}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Linux ${release()}, Node ${process.version}, RabbitMQ ${broker.version} (private node started by the bench).`,
+    '',
+    '| what | measured | target | |',
+    '|---|---|---|---|',
+    ...rows.map((r) => `| ${r.what} | ${r.measured} | ${r.target} | ${r.ok ? 'met' : '**missed**'} |`),
+    '',
+    ...notes.map((n) => `- ${n}`),
+    ...(extra.length ? ['', ...extra] : []),
+    '',
+  ];
+  writeFileSync(path.join(ROOT, 'BENCHMARKS.md'), lines.join('\n'));
+  console.log(lines.join('\n'));
+  process.exit(0);
+}
+
+await main();
