@@ -32,9 +32,12 @@ interface Row {
   ok: boolean;
 }
 
+/** Runs a runner command; returns its wall time. A check that fails (exit 1) is fine, anything else is not. */
 async function cli(args: string[], env: Record<string, string>) {
   const started = Date.now();
-  await execFileP(tsx, ['runner/cli.ts', ...args], { cwd: ROOT, env: { ...process.env, ...env } }).catch((e) => e);
+  await execFileP(tsx, ['runner/cli.ts', ...args], { cwd: ROOT, env: { ...process.env, ...env } }).catch((e: { code?: number; stderr?: string; stdout?: string }) => {
+    if (e.code !== 1) throw new Error(`runner ${args.join(' ')} failed (${e.code}): ${e.stdout}${e.stderr}`);
+  });
   return Date.now() - started;
 }
 

@@ -4,16 +4,22 @@ import { Command, CommanderError } from 'commander';
 import pc from 'picocolors';
 import { EXIT, UserError } from './exit-codes.js';
 import { disposeAll } from './sandbox/sandbox.js';
-import { chapterCommand } from './commands/chapter.js';
-import { checkCommand } from './commands/check.js';
-import { watchCommand } from './commands/watch.js';
-import { hintCommand } from './commands/hint.js';
-import { progressCommand } from './commands/progress.js';
-import { resetCommand } from './commands/reset.js';
-import { solutionCommand } from './commands/solution.js';
-import { brokerCommand } from './commands/broker.js';
-import { doctorCommand } from './commands/doctor.js';
-import { selfcheckCommand } from './commands/selfcheck.js';
+
+// Commands are imported when used: `npm run hint` need not load the Markdown renderer,
+// the file watcher and the AMQP client.
+const commands = {
+  chapter: () => import('./commands/chapter.js'),
+  check: () => import('./commands/check.js'),
+  watch: () => import('./commands/watch.js'),
+  hint: () => import('./commands/hint.js'),
+  progress: () => import('./commands/progress.js'),
+  reset: () => import('./commands/reset.js'),
+  solution: () => import('./commands/solution.js'),
+  broker: () => import('./commands/broker.js'),
+  doctor: () => import('./commands/doctor.js'),
+  selfcheck: () => import('./commands/selfcheck.js'),
+  lab: () => import('./commands/lab.js'),
+};
 
 let exitCode: number = EXIT.OK;
 // Commander passes the parsed arguments; each command returns its exit code.
@@ -30,39 +36,43 @@ const program = new Command('workbook')
 
 program.command('chapter').argument('<N>', 'chapter number').description('read chapter N, see its exercises, run its live demo')
   .option('--no-demo', 'only the text').option('--no-text', 'only the demo')
-  .action(run((n: string, o: { demo: boolean; text: boolean }) => chapterCommand(n, o)));
+  .action(run((n: string, o: { demo: boolean; text: boolean }) => commands.chapter().then((m) => m.chapterCommand(n, o))));
 
 program.command('check').argument('[ids...]', '2 = a chapter, 2.1 = one exercise; none = the current exercise')
   .description('check exercises against the live broker')
   .option('--solutions', 'check the reference solutions instead of your files')
   .option('--json', 'machine-readable verdicts')
-  .action(run((ids: string[], o: { solutions?: boolean; json?: boolean }) => checkCommand(ids, o)));
+  .action(run((ids: string[], o: { solutions?: boolean; json?: boolean }) => commands.check().then((m) => m.checkCommand(ids, o))));
 
 program.command('watch').argument('[id]').description('re-check an exercise on every save')
-  .action(run((id?: string) => watchCommand(id)));
+  .action(run((id?: string) => commands.watch().then((m) => m.watchCommand(id))));
 
 program.command('hint').argument('[id]').option('--all', 'every hint at once').description('the next hint for an exercise')
-  .action(run((id: string | undefined, o: { all?: boolean }) => hintCommand(id, o)));
+  .action(run((id: string | undefined, o: { all?: boolean }) => commands.hint().then((m) => m.hintCommand(id, o))));
 
 program.command('progress').description('every exercise with its status, and where to resume')
-  .action(run(() => progressCommand()));
+  .action(run(() => commands.progress().then((m) => m.progressCommand())));
 
 program.command('reset').argument('<id>').description("restore an exercise's starter (your file is backed up) and drop its broker state")
-  .action(run((id: string) => resetCommand(id)));
+  .action(run((id: string) => commands.reset().then((m) => m.resetCommand(id))));
 
 program.command('solution').argument('<id>').option('--force', 'show it even if the exercise has not passed')
   .description('the reference solution, once the exercise has passed')
-  .action(run((id: string, o: { force?: boolean }) => solutionCommand(id, o)));
+  .action(run((id: string, o: { force?: boolean }) => commands.solution().then((m) => m.solutionCommand(id, o))));
 
 program.command('broker').argument('<action>', 'start | stop | status').description('manage the broker the workbook uses')
-  .action(run((a: string) => brokerCommand(a)));
+  .action(run((a: string) => commands.broker().then((m) => m.brokerCommand(a))));
 
 program.command('doctor').description('check Node, the broker, Docker, rabbitmq-server and ports')
-  .action(run(() => doctorCommand()));
+  .action(run(() => commands.doctor().then((m) => m.doctorCommand())));
 
 program.command('selfcheck').argument('[ids...]').option('--verbose', 'print every verdict')
   .description('the workbook checks itself: starters fail, solutions pass, known-wrong variants fail as expected')
-  .action(run((ids: string[], o: { verbose?: boolean }) => selfcheckCommand(ids, o)));
+  .action(run((ids: string[], o: { verbose?: boolean }) => commands.selfcheck().then((m) => m.selfcheckCommand(ids, o))));
+
+program.command('lab').argument('<name>', 'confirms').option('--messages <n>', 'how many messages', '50000')
+  .description("runs a chapter's lab against your broker (confirms: chapter 4's publisher confirms lab)")
+  .action(run((name: string, o: { messages: string }) => commands.lab().then((m) => m.labCommand(name, o))));
 
 process.once('SIGINT', () => {
   // Ctrl-C mid-check: remove the sandbox vhosts this process created, then exit.

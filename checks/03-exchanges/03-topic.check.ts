@@ -1,0 +1,51 @@
+// Check 3.3: publishes a matrix of routing keys to the "order-events" topic exchange
+// (edge cases included: "#" matching zero words, "order.eu" vs "order.x.eu", a longer
+// key, the empty key) and compares where each message went with the requirements.
+import { defineCheck } from '../../runner/check/context.js';
+import type * as Exercise from '../../exercises/03-exchanges/03-topic.js';
+import { expectExchange, expectQuorumQueue, expectRoutes, type RouteCase } from './support.js';
+
+const EXCHANGE = 'order-events';
+
+/** "order.created.eu.paris" has 4 words: order, created, eu, paris. */
+function words(key: string): string {
+  if (key === '') return 'The empty key has no words at all.';
+  const w = key.split('.');
+  return w.length === 1 ? `"${key}" is a single word.` : `"${key}" has ${w.length} words: ${w.join(', ')}.`;
+}
+
+const ADVICE: Record<string, string> = {
+  'eu-orders':
+    '"eu-orders" wants exactly three words: "order", any one word, "eu". * stands for exactly one word, # for any number of words (even none): bind it with order.*.eu.',
+  'order-created':
+    '"order-created" wants "order.created" followed by anything, including nothing. Only # can match zero words: bind it with order.created.#.',
+  'all-errors':
+    '"all-errors" wants every key whose last word is "error", however many words come before, even none: bind it with #.error (the pattern order matters: "error" comes last).',
+  audit: '"audit" wants every message. # alone matches any key, even the empty one; * alone matches one-word keys only: bind it with #.',
+};
+
+export default defineCheck<typeof Exercise>(async (t) => {
+  await t.call('bindTopics(url)', () => t.target.bindTopics(t.url));
+  await t.expectConnectionsClosed('bindTopics()');
+
+  await expectExchange(t, EXCHANGE, 'topic', `await channel.assertExchange('${EXCHANGE}', 'topic', { durable: true })`);
+  for (const q of Object.keys(ADVICE)) await expectQuorumQueue(t, q);
+
+  const route = (key: string, ...expect: string[]): RouteCase => ({ key, expect: [...expect, 'audit'], because: words(key) });
+  const cases: RouteCase[] = [
+    route('order.created.eu', 'eu-orders', 'order-created'),
+    route('order.shipped.eu', 'eu-orders'),
+    route('order.created.us', 'order-created'),
+    route('order.eu'),
+    route('order.created.eu.paris', 'order-created'),
+    route('order.created', 'order-created'),
+    route('order.error.eu', 'eu-orders'),
+    route('payment.error', 'all-errors'),
+    route('error', 'all-errors'),
+    route('order.created.eu.error', 'order-created', 'all-errors'),
+    route('payment.errors'),
+    route(''),
+  ];
+  await expectRoutes(t, EXCHANGE, cases, (queue) => ADVICE[queue] ?? `Only the four queues of the task should be bound to "${EXCHANGE}".`);
+  t.note(`All ${cases.length} routing keys went exactly where they belong.`);
+});

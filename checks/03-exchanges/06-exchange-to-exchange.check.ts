@@ -1,0 +1,62 @@
+// Check 3.6: "billing" (fanout) is bound to "shop-events" (topic) by an exchange-to-exchange
+// binding; payment events published to "shop-events", and anything published to "billing",
+// reach both billing queues; other shop events do not.
+import { defineCheck } from '../../runner/check/context.js';
+import type * as Exercise from '../../exercises/03-exchanges/06-exchange-to-exchange.js';
+import { bindingsFrom, expectExchange, expectQuorumQueue, expectRoutes, type RouteCase } from './support.js';
+
+const SHOP = 'shop-events';
+const BILLING = 'billing';
+const QUEUES = ['billing-ledger', 'billing-fraud'];
+const BIND = `await channel.bindExchange('${BILLING}', '${SHOP}', 'payment.#')`;
+
+export default defineCheck<typeof Exercise>(async (t) => {
+  await t.call('wireBilling(url)', () => t.target.wireBilling(t.url));
+  await t.expectConnectionsClosed('wireBilling()');
+
+  await expectExchange(t, SHOP, 'topic', `await channel.assertExchange('${SHOP}', 'topic', { durable: true })`);
+  await expectExchange(t, BILLING, 'fanout', `await channel.assertExchange('${BILLING}', 'fanout', { durable: true })`);
+  for (const q of QUEUES) await expectQuorumQueue(t, q);
+
+  // The topology first: the point of the exercise is the binding between the two exchanges.
+  const e2e = (await bindingsFrom(t, SHOP)).filter((b) => b.destination === BILLING && b.destination_type === 'exchange');
+  if (e2e.length === 0) {
+    const reversed = (await bindingsFrom(t, BILLING)).filter((b) => b.destination === SHOP && b.destination_type === 'exchange');
+    if (reversed.length) {
+      t.fail({
+        summary: `The exchange-to-exchange binding goes the wrong way: from "${BILLING}" to "${SHOP}".`,
+        expected: `source "${SHOP}" → destination "${BILLING}"`,
+        saw: `source "${BILLING}" → destination "${SHOP}" (pattern "${reversed[0]!.routing_key}")`,
+        why: `channel.bindExchange(destination, source, pattern) takes the receiving exchange first, like bindQueue(queue, exchange, key). Swapped, the shop's payment events never reach "${BILLING}", and whatever the billing team publishes is fed into "${SHOP}".`,
+        fix: BIND,
+        link: t.ui('exchanges', BILLING),
+      });
+    }
+    const direct = (await bindingsFrom(t, SHOP)).filter((b) => QUEUES.includes(b.destination));
+    t.fail({
+      summary: `There is no binding from the exchange "${SHOP}" to the exchange "${BILLING}".`,
+      expected: `an exchange-to-exchange binding "${SHOP}" → "${BILLING}"`,
+      saw: direct.length
+        ? `the queues bound to "${SHOP}" directly: ${direct.map((b) => `${b.destination} ("${b.routing_key}")`).join(', ')}`
+        : `no binding from "${SHOP}" to "${BILLING}"`,
+      why: `With one binding between the exchanges, "${SHOP}" does not need to know billing's queues: the billing team adds or removes queues on its own exchange, and everything it publishes there reaches the same queues as the shop's payments.`,
+      fix: `${BIND}, and bind the queues to "${BILLING}" only.`,
+      link: t.ui('exchanges', SHOP),
+    });
+  }
+
+  const both = [...QUEUES];
+  const shopCases: RouteCase[] = [
+    { key: 'payment.captured', expect: both, because: 'A payment event: "payment" and one more word.' },
+    { key: 'payment.refund.issued', expect: both, because: 'A payment event too, with two more words: only # matches more than one word.' },
+    { key: 'payment', expect: both, because: '"payment" followed by nothing: # matches zero words, * does not.' },
+    { key: 'order.created', expect: [], because: 'Not a payment: billing does not want it.' },
+    { key: 'order.payment.failed', expect: [], because: 'This key starts with "order", not "payment".' },
+  ];
+  const advice = () => `Bind "${BILLING}" to "${SHOP}" with a pattern that takes "payment" and any number of words after it (${BIND}), and each queue to "${BILLING}" with "".`;
+  await expectRoutes(t, SHOP, shopCases, advice);
+
+  // The billing team's own services publish straight to "billing".
+  await expectRoutes(t, BILLING, [{ key: 'manual-adjustment', expect: both, because: `A fanout delivers whatever is published to "${BILLING}" to every bound queue.` }], advice);
+  t.note(`Payment events travel ${SHOP} → ${BILLING} → ${QUEUES.join(' and ')}; other events stay out.`);
+});

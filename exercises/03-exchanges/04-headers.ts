@@ -1,0 +1,54 @@
+// Exercise 3.4: route print jobs by their headers, with x-match all and any
+// Text: chapters/03-exchanges/README.md   Check: npm run check 3.4   Hint: npm run hint 3.4
+//
+// Print jobs carry their properties in message headers (format, region, priority,
+// customer); their routing key means nothing. bindPrintJobs(url) must:
+//   1. declare a durable headers exchange named "print-jobs",
+//   2. declare two durable quorum queues, "eu-pdf" and "rush" (done for you),
+//   3. bind "eu-pdf" so that it receives the jobs with format "pdf" AND region "eu" (both),
+//   4. bind "rush" so that it receives the jobs with priority "high" OR customer "vip" (either),
+//   5. close its connection.
+import amqp from 'amqplib';
+import { pathToFileURL } from 'node:url';
+
+const EXCHANGE = 'print-jobs';
+
+export async function bindPrintJobs(url: string): Promise<void> {
+  const connection = await amqp.connect(url);
+  try {
+    const channel = await connection.createChannel();
+    // TODO 1: declare EXCHANGE as a durable headers exchange
+    for (const queue of ['eu-pdf', 'rush']) {
+      await channel.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+    }
+    // The binding key is ignored ('' says so); the conditions are the binding's arguments:
+    //   channel.bindQueue(queue, EXCHANGE, '', { 'x-match': …, header: value, … })
+    // TODO 2: bind "eu-pdf": format "pdf" and region "eu", both required
+    // TODO 3: bind "rush": priority "high" or customer "vip", either is enough
+    throw new Error('TODO: finish bindPrintJobs() in exercises/03-exchanges/04-headers.ts');
+  } finally {
+    await connection.close();
+  }
+}
+
+// On its own: npx tsx exercises/03-exchanges/04-headers.ts
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const url = process.env.RABBITMQ_URL ?? 'amqp://localhost';
+  await bindPrintJobs(url);
+  const connection = await amqp.connect(url);
+  try {
+    const channel = await connection.createConfirmChannel();
+    const jobs = [
+      { format: 'pdf', region: 'eu' },
+      { format: 'pdf', region: 'us', customer: 'vip' },
+      { format: 'docx', region: 'eu' },
+    ];
+    for (const headers of jobs) {
+      channel.publish(EXCHANGE, '', Buffer.from(JSON.stringify(headers)), { persistent: true, headers });
+    }
+    await channel.waitForConfirms();
+  } finally {
+    await connection.close();
+  }
+  console.log('Published 3 print jobs. "eu-pdf" has the first, "rush" the second, nobody the third.');
+}

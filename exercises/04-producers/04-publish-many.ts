@@ -1,0 +1,37 @@
+// Exercise 4.4: publish a lot, at the pace the connection can take
+// Text: chapters/04-producers/README.md   Check: npm run check 4.4   Hint: npm run hint 4.4
+//
+// publishMany(url, queue, count, makeBody) must:
+//   1. declare `queue` as a durable quorum queue,
+//   2. publish makeBody(0) … makeBody(count - 1), each once and in order, as persistent
+//      messages on a confirm channel,
+//   3. respect back-pressure: when publish()/sendToQueue() returns false, the message IS
+//      buffered (do not send it again), but the buffer is full: wait for the channel's
+//      'drain' event before publishing the next one,
+//   4. resolve when the broker has confirmed every message (reject on a nack),
+//   5. close the connection it opened, also when something failed.
+import amqp from 'amqplib';
+import { once } from 'node:events';
+import { pathToFileURL } from 'node:url';
+
+export async function publishMany(url: string, queue: string, count: number, makeBody: (i: number) => Buffer): Promise<void> {
+  const connection = await amqp.connect(url);
+  try {
+    const channel = await connection.createConfirmChannel();
+    await channel.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+    // TODO 1: for i from 0 to count - 1: channel.sendToQueue(queue, makeBody(i), { persistent: true })
+    // TODO 2: when it returns false, await once(channel, 'drain') before the next one (and do NOT send it again)
+    // TODO 3: await channel.waitForConfirms()
+    throw new Error('TODO: publish with back-pressure in exercises/04-producers/04-publish-many.ts');
+  } finally {
+    await connection.close();
+  }
+}
+
+// On its own: npx tsx exercises/04-producers/04-publish-many.ts 20000
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const count = Number(process.argv[2] ?? 20_000);
+  const started = Date.now();
+  await publishMany(process.env.RABBITMQ_URL ?? 'amqp://localhost', 'bulk', count, (i) => Buffer.alloc(4096, `message ${i} `));
+  console.log(`${count} messages of 4 KB confirmed in ${Date.now() - started} ms.`);
+}

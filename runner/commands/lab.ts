@@ -1,0 +1,36 @@
+// npm run lab confirms: chapter 4's publisher-confirms lab on the learner's broker.
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { existsSync } from 'node:fs';
+import { broker } from '../session.js';
+import { vhostUrl } from '../broker/types.js';
+import { managementFor } from '../sandbox/sandbox.js';
+import { paths } from '../paths.js';
+import { EXIT, UserError } from '../exit-codes.js';
+
+interface ConfirmsLab {
+  runConfirmsLab(url: string, opts: { messages: number; say?: (line: string) => void }): Promise<unknown[]>;
+  renderBars(results: unknown[]): string;
+}
+
+export async function labCommand(name: string, opts: { messages: string }): Promise<number> {
+  if (name !== 'confirms') throw new UserError(`Unknown lab "${name}". Labs: confirms`, EXIT.USAGE);
+  const messages = Number(opts.messages);
+  if (!Number.isInteger(messages) || messages <= 0) throw new UserError('--messages must be a positive whole number', EXIT.USAGE);
+  const file = path.join(paths.chapters, '04-producers', 'confirms-lab.ts');
+  if (!existsSync(file)) throw new UserError('The confirms lab (chapter 4) is not in this workbook yet.', EXIT.USAGE);
+  const lab = (await import(pathToFileURL(file).href)) as ConfirmsLab;
+  const b = await broker();
+  // Its own vhost, so the lab's queue never meets the learner's.
+  const vhost = 'workbook-lab-confirms';
+  const mgmt = managementFor(b);
+  await mgmt.createVhost(vhost, b.username);
+  try {
+    console.log(`Publishing ${messages.toLocaleString('en')} messages three ways on RabbitMQ ${b.version} (${b.description})…`);
+    const results = await lab.runConfirmsLab(vhostUrl(b, vhost), { messages, say: (line) => console.log(`  ${line}`) });
+    console.log(lab.renderBars(results));
+  } finally {
+    await mgmt.deleteVhost(vhost);
+  }
+  return EXIT.OK;
+}

@@ -1,0 +1,58 @@
+// Exercise 3.1: route log lines by severity with a direct exchange
+// Text: chapters/03-exchanges/README.md   Check: npm run check 3.1   Hint: npm run hint 3.1
+//
+// setupLogRouting(url) must:
+//   1. declare a durable direct exchange named "app-logs",
+//   2. declare two durable quorum queues, "alerts" and "archive",
+//   3. bind "alerts" so that it receives the "error" log lines only,
+//   4. bind "archive" so that it receives "info", "warning" and "error" (but not "debug"),
+//   5. close the connection it opened.
+// publishLog(url, severity, text) must:
+//   6. publish `text` to "app-logs" with the severity as routing key, persistent, on a
+//      confirm channel, wait for the confirm, and close its connection.
+import amqp from 'amqplib';
+import { pathToFileURL } from 'node:url';
+
+const EXCHANGE = 'app-logs';
+
+export async function setupLogRouting(url: string): Promise<void> {
+  const connection = await amqp.connect(url);
+  try {
+    const channel = await connection.createChannel();
+    await channel.assertExchange(EXCHANGE, 'direct', { durable: true });
+    for (const queue of ['alerts', 'archive']) {
+      await channel.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+    }
+    // A direct exchange compares the whole routing key with each binding key, so a queue
+    // that wants three severities needs three bindings. "error" is bound twice, to two
+    // queues: each of them gets its own copy.
+    await channel.bindQueue('alerts', EXCHANGE, 'error');
+    for (const severity of ['info', 'warning', 'error']) {
+      await channel.bindQueue('archive', EXCHANGE, severity);
+    }
+  } finally {
+    await connection.close();
+  }
+}
+
+export async function publishLog(url: string, severity: string, text: string): Promise<void> {
+  const connection = await amqp.connect(url);
+  try {
+    const channel = await connection.createConfirmChannel();
+    // publish(exchange, routingKey, …), not sendToQueue: the exchange decides where it goes.
+    channel.publish(EXCHANGE, severity, Buffer.from(text), { persistent: true, contentType: 'text/plain' });
+    await channel.waitForConfirms();
+  } finally {
+    await connection.close();
+  }
+}
+
+// On its own: npx tsx solutions/03-exchanges/01-direct.ts
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const url = process.env.RABBITMQ_URL ?? 'amqp://localhost';
+  await setupLogRouting(url);
+  for (const severity of ['debug', 'info', 'warning', 'error']) {
+    await publishLog(url, severity, `a ${severity} line`);
+  }
+  console.log('Published debug, info, warning and error. Look at "alerts" and "archive" in the management UI.');
+}

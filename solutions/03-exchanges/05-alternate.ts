@@ -1,0 +1,54 @@
+// Exercise 3.5: catch unroutable payments with an alternate exchange
+// Text: chapters/03-exchanges/README.md   Check: npm run check 3.5   Hint: npm run hint 3.5
+//
+// setupPayments(url) must:
+//   1. declare a durable fanout exchange "payments-unrouted", a durable quorum queue
+//      "unrouted", and bind the queue to that exchange,
+//   2. declare a durable direct exchange "payments" whose alternate exchange is
+//      "payments-unrouted", so that a message no binding of "payments" matches is handed
+//      to "payments-unrouted" instead of being dropped,
+//   3. bind the quorum queues "card-payments" (key "card") and "bank-transfers" (key
+//      "transfer") to "payments"; the queues are declared for you,
+//   4. close its connection.
+import amqp from 'amqplib';
+import { pathToFileURL } from 'node:url';
+
+const EXCHANGE = 'payments';
+const ALTERNATE = 'payments-unrouted';
+const QUORUM = { durable: true, arguments: { 'x-queue-type': 'quorum' } };
+
+export async function setupPayments(url: string): Promise<void> {
+  const connection = await amqp.connect(url);
+  try {
+    const channel = await connection.createChannel();
+    // The safety net first. A fanout: whatever key an unroutable message has, it lands in "unrouted".
+    await channel.assertExchange(ALTERNATE, 'fanout', { durable: true });
+    await channel.assertQueue('unrouted', QUORUM);
+    await channel.bindQueue('unrouted', ALTERNATE, '');
+
+    // amqplib sends alternateExchange as the exchange argument 'alternate-exchange'.
+    await channel.assertExchange(EXCHANGE, 'direct', { durable: true, alternateExchange: ALTERNATE });
+    await channel.assertQueue('card-payments', QUORUM);
+    await channel.assertQueue('bank-transfers', QUORUM);
+    await channel.bindQueue('card-payments', EXCHANGE, 'card');
+    await channel.bindQueue('bank-transfers', EXCHANGE, 'transfer');
+  } finally {
+    await connection.close();
+  }
+}
+
+// On its own: npx tsx solutions/03-exchanges/05-alternate.ts
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const url = process.env.RABBITMQ_URL ?? 'amqp://localhost';
+  await setupPayments(url);
+  const connection = await amqp.connect(url);
+  try {
+    const channel = await connection.createConfirmChannel();
+    channel.publish(EXCHANGE, 'card', Buffer.from('42.00 EUR by card'), { persistent: true });
+    channel.publish(EXCHANGE, 'crypto', Buffer.from('0.001 BTC'), { persistent: true }); // nobody takes crypto
+    await channel.waitForConfirms();
+  } finally {
+    await connection.close();
+  }
+  console.log('Published a card payment and a crypto one. The crypto payment is waiting in "unrouted".');
+}

@@ -1,0 +1,44 @@
+// Exercise 4.1: publish a batch, and know which part of it the broker kept
+// Text: chapters/04-producers/README.md   Check: npm run check 4.1   Hint: npm run hint 4.1
+//
+// publishAll(url, queue, texts) must:
+//   1. declare `queue` as a durable quorum queue,
+//   2. publish every text as a persistent message on a confirm channel, one after the other,
+//      without waiting for a confirm in between,
+//   3. resolve only when the broker has confirmed every message,
+//   4. reject when the broker refused (nacked) any of them, with an Error that says how many,
+//      e.g. "the broker refused 3 of 4 messages",
+//   5. close the connection it opened, also when something failed.
+import amqp from 'amqplib';
+import { pathToFileURL } from 'node:url';
+
+export async function publishAll(url: string, queue: string, texts: string[]): Promise<void> {
+  const connection = await amqp.connect(url);
+  try {
+    const channel = await connection.createConfirmChannel();
+    await channel.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+    // One promise per message, settled by its own confirm: amqplib calls the callback
+    // with null for an ack and with an Error for a nack.
+    const confirms = texts.map(
+      (text) =>
+        new Promise<void>((resolve, reject) => {
+          channel.sendToQueue(queue, Buffer.from(text), { persistent: true, contentType: 'text/plain' }, (err) =>
+            err ? reject(err) : resolve(),
+          );
+        }),
+    );
+    // allSettled, not all: wait for every answer, then count the refusals.
+    const outcomes = await Promise.allSettled(confirms);
+    const refused = outcomes.filter((o) => o.status === 'rejected').length;
+    if (refused > 0) throw new Error(`the broker refused ${refused} of ${texts.length} messages`);
+  } finally {
+    await connection.close();
+  }
+}
+
+// On its own: npx tsx solutions/04-producers/01-publish-all.ts one two three
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const texts = process.argv.length > 2 ? process.argv.slice(2) : ['order 1', 'order 2', 'order 3'];
+  await publishAll(process.env.RABBITMQ_URL ?? 'amqp://localhost', 'orders', texts);
+  console.log(`The broker confirmed all ${texts.length} messages.`);
+}
