@@ -1,7 +1,7 @@
 // The commands a learner types, with their exit codes: 0 ok, 1 a check failed,
 // 2 the environment is unusable, 64 bad usage.
 import { execFile } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -84,5 +84,27 @@ describe('the command line', () => {
     expect(code).toBe(0);
     expect(out).toMatch(new RegExp(`RabbitMQ ${broker.version.replace(/\./g, '\\.')}`));
     expect(out).toMatch(/Management UI: http/);
+  });
+});
+
+describe('reset', () => {
+  it('restores the starter from git, keeps a backup of the learner file, and forgets its progress', async () => {
+    // In a throwaway clone: never touch the exercises of the checkout running the tests.
+    const clone = mkdtempSync(path.join(tmpdir(), 'wb-reset-'));
+    await promisify(execFile)('git', ['clone', '--quiet', root, clone]);
+    symlinkSync(path.join(root, 'node_modules'), path.join(clone, 'node_modules'));
+    const file = path.join(clone, 'exercises/02-hello-world/01-send.ts');
+    const starter = readFileSync(file, 'utf8');
+    writeFileSync(file, '// my attempt\n');
+    const state = mkdtempSync(path.join(tmpdir(), 'wb-state-'));
+    const { stdout } = await promisify(execFile)(path.join(root, 'node_modules/.bin/tsx'), ['runner/cli.ts', 'reset', '2.1'], {
+      cwd: clone,
+      env: { ...inherited, WORKBOOK_STATE_DIR: state, RABBITMQ_URL: broker.amqpUrl, RABBITMQ_MANAGEMENT_URL: broker.managementUrl },
+    });
+    expect(stdout).toMatch(/Restored the starter/);
+    expect(readFileSync(file, 'utf8')).toBe(starter);
+    const backups = readdirSync(path.join(state, 'backups'));
+    expect(backups).toHaveLength(1);
+    expect(readFileSync(path.join(state, 'backups', backups[0]!), 'utf8')).toBe('// my attempt\n');
   });
 });

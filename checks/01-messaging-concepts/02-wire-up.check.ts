@@ -1,0 +1,138 @@
+// Check 1.2: wireUp() leaves a durable direct exchange "notifications", a quorum queue
+// "emails" and a binding with routing key "email"; then the checker publishes through the
+// exchange and sees that only the "email" message reaches the queue.
+import { defineCheck } from '../../runner/check/context.js';
+import { explainError } from '../../runner/check/explain-error.js';
+import type * as Exercise from '../../exercises/01-messaging-concepts/02-wire-up.js';
+
+export default defineCheck<typeof Exercise>(async (t) => {
+  const exchange = 'notifications';
+  const queue = 'emails';
+  const key = 'email';
+
+  const thrown = await t.call('wireUp(url)', async () => {
+    try {
+      await t.target.wireUp(t.url);
+      return undefined;
+    } catch (err) {
+      return err as unknown;
+    }
+  });
+  if (thrown !== undefined) {
+    const message = thrown instanceof Error ? thrown.message : String(thrown);
+    if (new RegExp(`no exchange '${queue}'|no queue '${exchange}'`).test(message)) {
+      t.fail({
+        summary: `wireUp(url) threw: the broker looked for an exchange "${queue}" (or a queue "${exchange}"): the arguments of bindQueue are swapped.`,
+        expected: `channel.bindQueue('${queue}', '${exchange}', '${key}'): the queue first, then the exchange, then the routing key`,
+        saw: message,
+        why: 'bindQueue(queue, exchange, routingKey) names the destination first. With the two swapped, the broker looks for an exchange named after your queue, finds none, and closes the channel with NOT_FOUND.',
+        fix: `await channel.bindQueue('${queue}', '${exchange}', '${key}')`,
+      });
+    }
+    t.fail(explainError('wireUp(url)', thrown));
+  }
+  await t.expectConnectionsClosed('wireUp()');
+
+  // 1. The exchange.
+  const x = await t.mgmt.exchange(t.vhost, exchange);
+  if (!x) {
+    const others = (await t.mgmt.exchanges(t.vhost)).map((e) => e.name).filter((n) => n !== '' && !n.startsWith('amq.'));
+    return t.fail({
+      summary: `There is no exchange named "${exchange}" in the broker.`,
+      expected: `an exchange "${exchange}" of type direct`,
+      saw: others.length ? `exchanges: ${others.map((n) => `"${n}"`).join(', ')}` : 'only the built-in exchanges (the default one and amq.*)',
+      why: 'Producers publish to an exchange by name; if it does not exist, the broker closes their channel with NOT_FOUND.',
+      fix: `await channel.assertExchange('${exchange}', 'direct', { durable: true })`,
+      link: t.ui('exchanges'),
+    });
+  }
+  t.log(`found exchange "${exchange}": type ${x.type}, durable ${x.durable}`);
+  if (x.type !== 'direct') {
+    t.fail({
+      summary: `The exchange "${exchange}" is a ${x.type} exchange, not a direct exchange.`,
+      expected: 'type direct',
+      saw: `type ${x.type}`,
+      why:
+        x.type === 'fanout'
+          ? 'A fanout exchange ignores routing keys: it copies every message to every bound queue, so text messages ("sms") would land in "emails" too.'
+          : 'The exchange type decides how routing keys are matched. A direct exchange matches them exactly, which is what this routing needs.',
+      fix: `Declare it with type 'direct': channel.assertExchange('${exchange}', 'direct', { durable: true }). An existing exchange keeps its type: delete it first (in the UI, or npm run reset 1.2).`,
+      link: t.ui('exchanges', exchange),
+    });
+  }
+  if (!x.durable) {
+    t.fail({
+      summary: `The exchange "${exchange}" is not durable.`,
+      expected: 'durable: true',
+      saw: 'durable: false',
+      why: 'A transient exchange, and its bindings, disappear when the broker restarts; producers then publish into nothing.',
+      fix: `channel.assertExchange('${exchange}', 'direct', { durable: true })`,
+      link: t.ui('exchanges', exchange),
+    });
+  }
+
+  // 2. The queue.
+  const q = await t.queue(queue);
+  if (q.type !== 'quorum' || !q.durable) {
+    t.fail({
+      summary: `The queue "${queue}" is not a durable quorum queue (type ${q.type ?? 'classic'}, durable ${q.durable}).`,
+      expected: "type quorum, durable (arguments: { 'x-queue-type': 'quorum' })",
+      saw: `type ${q.type ?? 'classic'}, durable ${q.durable}, arguments ${JSON.stringify(q.arguments)}`,
+      why: 'Quorum queues are replicated and always durable: the default for messages you care about.',
+      fix: `channel.assertQueue('${queue}', { durable: true, arguments: { 'x-queue-type': 'quorum' } })`,
+      link: t.ui('queues', queue),
+    });
+  }
+
+  // 3. The binding between them.
+  const bindings = (await t.mgmt.bindings(t.vhost)).filter((b) => b.source === exchange && b.destination === queue && b.destination_type === 'queue');
+  const keys = bindings.map((b) => b.routing_key);
+  t.log(`bindings from "${exchange}" to "${queue}": ${keys.length ? keys.map((k) => `"${k}"`).join(', ') : 'none'}`);
+  if (keys.length === 0) {
+    t.fail({
+      summary: `The queue "${queue}" is not bound to the exchange "${exchange}".`,
+      expected: `a binding ${exchange} → ${queue} with routing key "${key}"`,
+      saw: 'no binding between them (only the automatic one from the default exchange, which routes by queue name)',
+      why: 'An exchange only delivers to queues bound to it. Without a binding, every message published to it is unroutable and dropped.',
+      fix: `await channel.bindQueue('${queue}', '${exchange}', '${key}')`,
+      link: t.ui('exchanges', exchange),
+    });
+  }
+  if (!keys.includes(key)) {
+    t.fail({
+      summary: `The queue "${queue}" is bound to "${exchange}" with routing key ${keys.map((k) => `"${k}"`).join(', ')}, not "${key}".`,
+      expected: `routing key "${key}"`,
+      saw: `routing key ${keys.map((k) => `"${k}"`).join(', ')}`,
+      why: `A direct exchange compares the message's routing key with the binding's, character for character. Messages published as "${key}" match nothing and are dropped.`,
+      fix: `await channel.bindQueue('${queue}', '${exchange}', '${key}'), and remove the wrong binding (in the UI, or npm run reset 1.2).`,
+      link: t.ui('exchanges', exchange),
+    });
+  }
+
+  // 4. Play the producer: one message the binding matches, one it does not.
+  const ch = await t.confirmChannel();
+  const tag = Math.floor(Math.random() * 9000) + 1000;
+  const emailBody = `Your order #${tag} has shipped (email)`;
+  ch.publish(exchange, 'email', Buffer.from(emailBody), { persistent: true });
+  ch.publish(exchange, 'sms', Buffer.from(`Order #${tag} shipped (sms)`), { persistent: true });
+  await ch.waitForConfirms();
+  await ch.close();
+  t.log(`published 2 messages to "${exchange}": routing key "email", then "sms"`);
+
+  await t.waitFor(async () => (await t.messageCount(queue)) >= 1, 500);
+  const got = (await t.takeMessages(queue)).map((m) => m.content.toString());
+  t.log(`"${queue}" received ${got.length} message(s)`);
+  if (got.length !== 1 || got[0] !== emailBody) {
+    t.fail({
+      summary:
+        got.length === 0
+          ? `The message published to "${exchange}" with routing key "email" did not reach "${queue}".`
+          : `"${queue}" received ${got.length} message(s) where only the "email" one belongs.`,
+      expected: `exactly 1 message in "${queue}": "${emailBody}"`,
+      saw: got.length ? got.map((g) => `"${g}"`).join(', ') : 'an empty queue',
+      why: 'The routing is the whole point: the email service reads "emails", and must get the email notifications and nothing else.',
+      fix: `One direct exchange, one binding with routing key "${key}", and no other bindings to "${queue}".`,
+      link: t.ui('queues', queue),
+    });
+  }
+});

@@ -1,0 +1,46 @@
+// Helpers for chapter 1's checks that the runner does not have (yet).
+import amqp, { type ChannelModel } from 'amqplib';
+import type { Socket } from 'node:net';
+import type { CheckContext } from '../../runner/check/context.js';
+import { ignoreSocket } from '../../runner/check/socket-tracker.js';
+
+export interface RecordedFetch {
+  method: string;
+  /** The URL as the code passed it (a literal space or "/" stays visible). */
+  url: string;
+  status?: number;
+  error?: string;
+}
+
+/**
+ * Records every fetch() made until restore(): what the code under check asked the
+ * management API for, and what it answered. Lets a verdict say "you asked for X".
+ */
+export function recordFetches(): { requests: RecordedFetch[]; restore: () => void } {
+  const original = globalThis.fetch;
+  const requests: RecordedFetch[] = [];
+  globalThis.fetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+    const entry: RecordedFetch = { method: (init?.method ?? (input instanceof Request ? input.method : 'GET')).toUpperCase(), url };
+    requests.push(entry);
+    try {
+      const response = await original(input, init);
+      entry.status = response.status;
+      return response;
+    } catch (err) {
+      entry.error = (err as Error).message;
+      throw err;
+    }
+  };
+  return { requests, restore: () => void (globalThis.fetch = original) };
+}
+
+/** A connection of the checker's own to another vhost than the sandbox (not counted as the learner's). */
+export async function checkerConnection(t: CheckContext<unknown>, vhost: string): Promise<ChannelModel> {
+  const connection = await amqp.connect(`${t.broker.amqpUrl}/${encodeURIComponent(vhost)}`, {
+    clientProperties: { connection_name: 'workbook checker' },
+  });
+  ignoreSocket((connection.connection as unknown as { stream?: Socket }).stream);
+  connection.on('error', () => undefined); // deleting the vhost closes it; that is expected
+  return connection;
+}

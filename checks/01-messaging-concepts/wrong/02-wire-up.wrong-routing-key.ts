@@ -1,0 +1,16 @@
+// Known-wrong 1.2: binds with the queue's name ("emails") as the routing key instead of "email".
+import amqp from 'amqplib';
+
+export async function wireUp(url: string): Promise<void> {
+  const connection = await amqp.connect(url);
+  connection.on('error', (err) => console.error(`connection error: ${err.message}`));
+  try {
+    const channel = await connection.createChannel();
+    await channel.assertExchange('notifications', 'direct', { durable: true });
+    await channel.assertQueue('emails', { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+    await channel.bindQueue('emails', 'notifications', 'emails');
+    await channel.close();
+  } finally {
+    await connection.close();
+  }
+}

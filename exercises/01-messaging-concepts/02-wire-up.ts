@@ -1,0 +1,34 @@
+// Exercise 1.2: wire an exchange to a queue
+// Text: chapters/01-messaging-concepts/README.md   Check: npm run check 1.2   Hint: npm run hint 1.2
+//
+// wireUp(url) must, on one connection and channel:
+//   1. declare a durable direct exchange "notifications",
+//   2. declare a durable quorum queue "emails",
+//   3. bind "emails" to "notifications" with the routing key "email",
+//   4. close the connection, also when something failed.
+// Afterwards, a message published to "notifications" with routing key "email" lands in
+// "emails"; one with any other routing key ("sms") is dropped: nothing is bound for it.
+import amqp from 'amqplib';
+import { pathToFileURL } from 'node:url';
+
+export async function wireUp(url: string): Promise<void> {
+  const connection = await amqp.connect(url);
+  connection.on('error', (err) => console.error(`connection error: ${err.message}`));
+  try {
+    const channel = await connection.createChannel();
+    // TODO 1: declare the exchange "notifications": type 'direct', durable
+    // TODO 2: declare the queue "emails": durable, quorum (as in exercise 1.1)
+    // TODO 3: bind the queue to the exchange with the routing key "email": channel.bindQueue(queue, exchange, key)
+    throw new Error('TODO: declare and bind in exercises/01-messaging-concepts/02-wire-up.ts');
+    await channel.close();
+  } finally {
+    await connection.close();
+  }
+}
+
+// On its own: npx tsx exercises/01-messaging-concepts/02-wire-up.ts
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+  await wireUp(process.env.RABBITMQ_URL ?? 'amqp://localhost');
+  console.log('Wired notifications --email--> emails.');
+  console.log('Try it: http://localhost:15672/#/exchanges/%2F/notifications, "Publish message" with routing key email, then sms.');
+}
