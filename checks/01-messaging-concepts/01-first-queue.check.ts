@@ -2,6 +2,7 @@
 // connected to the url it was given) and closes its connection.
 import { randomBytes } from 'node:crypto';
 import { defineCheck } from '../../runner/check/context.js';
+import { expectQuorumQueue } from '../../runner/check/topology.js';
 import type * as Exercise from '../../exercises/01-messaging-concepts/01-first-queue.js';
 
 export default defineCheck<typeof Exercise>(async (t) => {
@@ -30,25 +31,5 @@ export default defineCheck<typeof Exercise>(async (t) => {
     q = await t.queue(name); // fails with "there is no queue named …"
   }
   t.log(`found queue "${name}" in vhost "${t.vhost}": type ${q.type ?? 'classic'}, durable ${q.durable}`);
-
-  if (q.type !== 'quorum') {
-    t.fail({
-      summary: `The queue "${name}" is a ${q.type ?? 'classic'} queue, not a quorum queue.`,
-      expected: "type quorum (arguments: { 'x-queue-type': 'quorum' })",
-      saw: `type ${q.type ?? 'classic'}, arguments ${JSON.stringify(q.arguments)}`,
-      why: 'Without the x-queue-type argument RabbitMQ creates a classic queue: one copy, on one node. Quorum queues are replicated and are the durable default for anything you care about.',
-      fix: "channel.assertQueue(name, { durable: true, arguments: { 'x-queue-type': 'quorum' } })",
-      link: t.ui('queues', name),
-    });
-  }
-  if (!q.durable) {
-    t.fail({
-      summary: `The queue "${name}" is not durable.`,
-      expected: 'durable: true',
-      saw: 'durable: false',
-      why: 'A non-durable queue is gone after the broker restarts, with every message in it.',
-      fix: "channel.assertQueue(name, { durable: true, arguments: { 'x-queue-type': 'quorum' } })",
-      link: t.ui('queues', name),
-    });
-  }
+  await expectQuorumQueue(t, name);
 });

@@ -2,6 +2,7 @@
 // "emails" and a binding with routing key "email"; then the checker publishes through the
 // exchange and sees that only the "email" message reaches the queue.
 import { defineCheck } from '../../runner/check/context.js';
+import { expectExchange, expectQuorumQueue } from '../../runner/check/topology.js';
 import { explainError } from '../../runner/check/explain-error.js';
 import type * as Exercise from '../../exercises/01-messaging-concepts/02-wire-up.js';
 
@@ -34,55 +35,11 @@ export default defineCheck<typeof Exercise>(async (t) => {
   await t.expectConnectionsClosed('wireUp()');
 
   // 1. The exchange.
-  const x = await t.mgmt.exchange(t.vhost, exchange);
-  if (!x) {
-    const others = (await t.mgmt.exchanges(t.vhost)).map((e) => e.name).filter((n) => n !== '' && !n.startsWith('amq.'));
-    return t.fail({
-      summary: `There is no exchange named "${exchange}" in the broker.`,
-      expected: `an exchange "${exchange}" of type direct`,
-      saw: others.length ? `exchanges: ${others.map((n) => `"${n}"`).join(', ')}` : 'only the built-in exchanges (the default one and amq.*)',
-      why: 'Producers publish to an exchange by name; if it does not exist, the broker closes their channel with NOT_FOUND.',
-      fix: `await channel.assertExchange('${exchange}', 'direct', { durable: true })`,
-      link: t.ui('exchanges'),
-    });
-  }
+  const x = await expectExchange(t, exchange, 'direct', `await channel.assertExchange('${exchange}', 'direct', { durable: true })`);
   t.log(`found exchange "${exchange}": type ${x.type}, durable ${x.durable}`);
-  if (x.type !== 'direct') {
-    t.fail({
-      summary: `The exchange "${exchange}" is a ${x.type} exchange, not a direct exchange.`,
-      expected: 'type direct',
-      saw: `type ${x.type}`,
-      why:
-        x.type === 'fanout'
-          ? 'A fanout exchange ignores routing keys: it copies every message to every bound queue, so text messages ("sms") would land in "emails" too.'
-          : 'The exchange type decides how routing keys are matched. A direct exchange matches them exactly, which is what this routing needs.',
-      fix: `Declare it with type 'direct': channel.assertExchange('${exchange}', 'direct', { durable: true }). An existing exchange keeps its type: delete it first (in the UI, or npm run reset 1.2).`,
-      link: t.ui('exchanges', exchange),
-    });
-  }
-  if (!x.durable) {
-    t.fail({
-      summary: `The exchange "${exchange}" is not durable.`,
-      expected: 'durable: true',
-      saw: 'durable: false',
-      why: 'A transient exchange, and its bindings, disappear when the broker restarts; producers then publish into nothing.',
-      fix: `channel.assertExchange('${exchange}', 'direct', { durable: true })`,
-      link: t.ui('exchanges', exchange),
-    });
-  }
 
   // 2. The queue.
-  const q = await t.queue(queue);
-  if (q.type !== 'quorum' || !q.durable) {
-    t.fail({
-      summary: `The queue "${queue}" is not a durable quorum queue (type ${q.type ?? 'classic'}, durable ${q.durable}).`,
-      expected: "type quorum, durable (arguments: { 'x-queue-type': 'quorum' })",
-      saw: `type ${q.type ?? 'classic'}, durable ${q.durable}, arguments ${JSON.stringify(q.arguments)}`,
-      why: 'Quorum queues are replicated and always durable: the default for messages you care about.',
-      fix: `channel.assertQueue('${queue}', { durable: true, arguments: { 'x-queue-type': 'quorum' } })`,
-      link: t.ui('queues', queue),
-    });
-  }
+  const q = await expectQuorumQueue(t, queue);
 
   // 3. The binding between them.
   const bindings = (await t.mgmt.bindings(t.vhost)).filter((b) => b.source === exchange && b.destination === queue && b.destination_type === 'queue');

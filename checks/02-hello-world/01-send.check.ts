@@ -1,6 +1,7 @@
 // Check 2.1: send() leaves one persistent message in a durable quorum queue, closes its
 // connection, and does not claim success when the broker refuses the message.
 import { defineCheck } from '../../runner/check/context.js';
+import { expectQuorumQueue } from '../../runner/check/topology.js';
 import type * as Exercise from '../../exercises/02-hello-world/01-send.js';
 
 export default defineCheck<typeof Exercise>(async (t) => {
@@ -10,27 +11,7 @@ export default defineCheck<typeof Exercise>(async (t) => {
   await t.call(`send(url, "${queue}", "${text}")`, () => t.target.send(t.url, queue, text));
   await t.expectConnectionsClosed('send()');
 
-  const q = await t.queue(queue);
-  if (!q.durable) {
-    t.fail({
-      summary: `The queue "${queue}" is not durable.`,
-      expected: 'durable: true',
-      saw: 'durable: false',
-      why: 'A non-durable queue, and every message in it, is gone after the broker restarts.',
-      fix: `channel.assertQueue('${queue}', { durable: true, arguments: { 'x-queue-type': 'quorum' } })`,
-      link: t.ui('queues', queue),
-    });
-  }
-  if (q.type !== 'quorum') {
-    t.fail({
-      summary: `The queue "${queue}" is a ${q.type ?? 'classic'} queue, not a quorum queue.`,
-      expected: "arguments: { 'x-queue-type': 'quorum' }",
-      saw: `type: ${q.type ?? 'classic'}, arguments: ${JSON.stringify(q.arguments)}`,
-      why: 'Quorum queues are the durable, replicated default of modern RabbitMQ. Without the argument you get a classic queue.',
-      fix: "Pass arguments: { 'x-queue-type': 'quorum' } to assertQueue.",
-      link: t.ui('queues', queue),
-    });
-  }
+  await expectQuorumQueue(t, queue);
 
   const messages = await t.takeMessages(queue);
   if (messages.length === 0) {

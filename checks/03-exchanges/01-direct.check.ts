@@ -2,7 +2,8 @@
 // in exactly the right queues ("error" in both); publishLog() goes through the exchange.
 import { defineCheck } from '../../runner/check/context.js';
 import type * as Exercise from '../../exercises/03-exchanges/01-direct.js';
-import { expectExchange, expectQuorumQueue, expectRoutes, type RouteCase } from './support.js';
+import { expectExchange, expectQuorumQueue } from '../../runner/check/topology.js';
+import { expectRoutes, type RouteCase } from './support.js';
 
 const EXCHANGE = 'app-logs';
 

@@ -2,7 +2,8 @@
 // it, whatever its routing key, lands once in each of "email", "sms" and "push".
 import { defineCheck } from '../../runner/check/context.js';
 import type * as Exercise from '../../exercises/03-exchanges/02-fanout.js';
-import { expectExchange, expectQuorumQueue, expectRoutes, type RouteCase } from './support.js';
+import { expectExchange, expectQuorumQueue } from '../../runner/check/topology.js';
+import { expectRoutes, type RouteCase } from './support.js';
 
 const EXCHANGE = 'notifications';
 const SUBSCRIBERS = ['email', 'sms', 'push'];

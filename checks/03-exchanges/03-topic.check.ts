@@ -3,7 +3,8 @@
 // key, the empty key) and compares where each message went with the requirements.
 import { defineCheck } from '../../runner/check/context.js';
 import type * as Exercise from '../../exercises/03-exchanges/03-topic.js';
-import { expectExchange, expectQuorumQueue, expectRoutes, type RouteCase } from './support.js';
+import { expectExchange, expectQuorumQueue } from '../../runner/check/topology.js';
+import { expectRoutes, type RouteCase } from './support.js';
 
 const EXCHANGE = 'order-events';
 

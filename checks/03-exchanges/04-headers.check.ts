@@ -2,7 +2,8 @@
 // routing keys) to the "print-jobs" headers exchange, and checks where each one went.
 import { defineCheck } from '../../runner/check/context.js';
 import type * as Exercise from '../../exercises/03-exchanges/04-headers.js';
-import { expectExchange, expectQuorumQueue, expectRoutes, type RouteCase } from './support.js';
+import { expectExchange, expectQuorumQueue } from '../../runner/check/topology.js';
+import { expectRoutes, type RouteCase } from './support.js';
 
 const EXCHANGE = 'print-jobs';
 

@@ -4,7 +4,8 @@
 // the chain (argument, alternate exchange, its bindings) to say where it broke.
 import { defineCheck } from '../../runner/check/context.js';
 import type * as Exercise from '../../exercises/03-exchanges/05-alternate.js';
-import { bindingsFrom, caseLabel, expectExchange, expectQuorumQueue, failOnMismatch, jsLiteral, routeMatrix, type RouteCase } from './support.js';
+import { expectExchange, expectQuorumQueue } from '../../runner/check/topology.js';
+import { bindingsFrom, caseLabel, failOnMismatch, jsLiteral, routeMatrix, type RouteCase } from './support.js';
 
 const EXCHANGE = 'payments';
 const ALTERNATE = 'payments-unrouted';

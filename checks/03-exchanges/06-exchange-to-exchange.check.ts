@@ -3,7 +3,8 @@
 // reach both billing queues; other shop events do not.
 import { defineCheck } from '../../runner/check/context.js';
 import type * as Exercise from '../../exercises/03-exchanges/06-exchange-to-exchange.js';
-import { bindingsFrom, expectExchange, expectQuorumQueue, expectRoutes, type RouteCase } from './support.js';
+import { expectExchange, expectQuorumQueue } from '../../runner/check/topology.js';
+import { bindingsFrom, expectRoutes, type RouteCase } from './support.js';
 
 const SHOP = 'shop-events';
 const BILLING = 'billing';

@@ -2,84 +2,14 @@
 // (immediate), and a routing matrix that proves what the exchanges really do: it publishes
 // one tagged message per case through the checker's confirm channel, then reads every
 // queue of the sandbox vhost and compares where each message went with where it belongs.
-// Generic enough for the runner: expectExchange, routeMatrix, topicMatches, headersMatch.
+// Generic enough for the runner: routeMatrix, topicMatches, headersMatch.
 import type { CheckContext } from '../../runner/check/context.js';
 import type { GetMessage } from 'amqplib';
-import type { BindingInfo, ExchangeInfo } from '../../runner/broker/management.js';
+import type { BindingInfo } from '../../runner/broker/management.js';
 
 type Ctx = CheckContext<unknown>;
 
-// ---- topology -----------------------------------------------------------------
-
-/** The exchange, which must exist, be of `type` and durable; fails with a beginner's explanation otherwise. */
-export async function expectExchange(t: Ctx, name: string, type: string, declare: string): Promise<ExchangeInfo> {
-  const x = await t.mgmt.exchange(t.vhost, name);
-  if (!x) {
-    const others = (await t.mgmt.exchanges(t.vhost)).filter((e) => e.name !== '' && !e.name.startsWith('amq.'));
-    t.fail({
-      summary: `There is no exchange named "${name}" in the broker.`,
-      expected: `a ${type} exchange "${name}"`,
-      saw: others.length ? `exchanges: ${others.map((e) => `"${e.name}" (${e.type})`).join(', ')}` : 'only the built-in exchanges (amq.* and the default one)',
-      why: 'Publishing to an exchange that does not exist is a channel error, and binding a queue to it fails too. Someone has to declare it first.',
-      fix: declare,
-      link: t.ui('exchanges'),
-    });
-  }
-  if (x.type !== type) {
-    t.fail({
-      summary: `The exchange "${name}" is a ${x.type} exchange, not a ${type} exchange.`,
-      expected: `type: ${type}`,
-      saw: `type: ${x.type}`,
-      why: `${TYPE_MEANING[x.type] ?? 'Its type decides how it routes.'} ${TYPE_MEANING[type] ?? ''} The type is fixed when the exchange is declared.`,
-      fix: `${declare} (Ran your file on its own before? Delete the old exchange from vhost "/" first, e.g. with npm run reset, or the broker refuses to redeclare it with another type: PRECONDITION_FAILED.)`,
-      link: t.ui('exchanges', name),
-    });
-  }
-  if (!x.durable) {
-    t.fail({
-      summary: `The exchange "${name}" is not durable.`,
-      expected: 'durable: true',
-      saw: 'durable: false (transient)',
-      why: 'A transient exchange, and every binding to it, is gone after the broker restarts. The durable queues survive, but nothing routes to them any more, and publishers get channel errors.',
-      fix: declare,
-      link: t.ui('exchanges', name),
-    });
-  }
-  return x;
-}
-
-const TYPE_MEANING: Record<string, string> = {
-  direct: 'A direct exchange delivers a message to the queues bound with exactly its routing key.',
-  fanout: 'A fanout exchange copies every message to every bound queue, whatever the routing key.',
-  topic: 'A topic exchange matches the routing key against patterns with * and #.',
-  headers: 'A headers exchange ignores the routing key and matches the message headers against the binding arguments.',
-};
-
-/** The queue, which must exist and be a durable quorum queue. `missing` explains a likely reason it is absent. */
-export async function expectQuorumQueue(t: Ctx, name: string, missing?: { why: string; fix: string }): Promise<void> {
-  const q = await t.mgmt.queue(t.vhost, name);
-  if (!q) {
-    const others = (await t.mgmt.queues(t.vhost)).map((x) => x.name);
-    t.fail({
-      summary: `There is no queue named "${name}" in the broker.`,
-      expected: `a durable quorum queue "${name}"`,
-      saw: others.length ? `queues: ${others.map((n) => `"${n}"`).join(', ')}` : 'no queues at all',
-      why: missing?.why ?? 'The broker only knows queues someone declared. Nothing declared this one, or under another name.',
-      fix: missing?.fix ?? `Declare it: channel.assertQueue('${name}', { durable: true, arguments: { 'x-queue-type': 'quorum' } })`,
-      link: t.ui('queues'),
-    });
-  }
-  if (q.type !== 'quorum') {
-    t.fail({
-      summary: `The queue "${name}" is a ${q.type ?? 'classic'} queue, not a quorum queue.`,
-      expected: "arguments: { 'x-queue-type': 'quorum' }",
-      saw: `type: ${q.type ?? 'classic'}, arguments: ${JSON.stringify(q.arguments)}`,
-      why: 'Quorum queues are the durable, replicated default of modern RabbitMQ (chapter 2).',
-      fix: `channel.assertQueue('${name}', { durable: true, arguments: { 'x-queue-type': 'quorum' } })`,
-      link: t.ui('queues', name),
-    });
-  }
-}
+// ---- topology (expectExchange and expectQuorumQueue live in runner/check/topology.ts) ----
 
 /** Bindings whose source is `exchange` (to queues and to exchanges). */
 export async function bindingsFrom(t: Ctx, exchange: string): Promise<BindingInfo[]> {

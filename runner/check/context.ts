@@ -129,7 +129,7 @@ export class CheckContext<T = unknown> {
   }
 
   /** The queue as the management API reports it; fails with a clear message when it does not exist. */
-  async queue(name: string, hint?: string): Promise<QueueInfo> {
+  async queue(name: string, missing: { why?: string; fix?: string } = {}): Promise<QueueInfo> {
     const q = await this.mgmt.queue(this.vhost, name);
     if (!q) {
       const others = (await this.mgmt.queues(this.vhost)).map((x) => x.name);
@@ -137,8 +137,8 @@ export class CheckContext<T = unknown> {
         summary: `There is no queue named "${name}" in the broker.`,
         expected: `a queue "${name}"`,
         saw: others.length ? `queues: ${others.map((n) => `"${n}"`).join(', ')}` : 'no queues at all',
-        why: 'The broker only knows queues someone declared. Nothing declared this one, or under another name.',
-        fix: hint ?? `Declare it with channel.assertQueue('${name}', …) before you use it.`,
+        why: missing.why ?? 'The broker only knows queues someone declared. Nothing declared this one, or under another name.',
+        fix: missing.fix ?? `Declare it with channel.assertQueue('${name}', …) before you use it.`,
         link: this.ui('queues'),
       });
     }
