@@ -198,13 +198,16 @@ export class CheckContext<T = unknown> {
     }
   }
 
-  /** Consumers on a queue, as the broker lists them (this list is up to date at once, unlike connection stats). */
+  /**
+   * Consumers on a queue, as the management API lists them: with their ack mode, prefetch and
+   * connection. New consumers appear only after a statistics tick (seconds); for a count, use consumerCount().
+   */
   async consumersOf(queue: string): Promise<ConsumerInfo[]> {
     return (await this.mgmt.consumers(this.vhost)).filter((c) => c.queue.name === queue);
   }
 
-  /** The first consumer to appear on `queue` within `timeoutMs`, or undefined. */
-  async waitForConsumer(queue: string, timeoutMs = 2000): Promise<ConsumerInfo | undefined> {
+  /** The first consumer to appear on `queue` within `timeoutMs`, or undefined. Allow a statistics tick or two. */
+  async waitForConsumer(queue: string, timeoutMs = 6000): Promise<ConsumerInfo | undefined> {
     return this.waitFor(async () => (await this.consumersOf(queue))[0], timeoutMs, 50);
   }
 

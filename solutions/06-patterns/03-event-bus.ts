@@ -1,0 +1,73 @@
+// Exercise 6.3: an event bus: each service listens to the events it cares about, by topic
+// Text: chapters/06-patterns/README.md   Check: npm run check 6.3   Hint: npm run hint 6.3
+//
+// startListener(url, { exchange, queue, patterns }, onEvent) must:
+//   1. declare `exchange` as a durable topic exchange,
+//   2. declare the service's own queue `queue`, durable quorum, so that events wait there while
+//      the service is down,
+//   3. bind the queue to the exchange once for EVERY pattern in `patterns`,
+//   4. consume with manual acks (prefetch 10), call onEvent(routingKey, text) for each event,
+//      and ack it when the promise onEvent returns resolves (nack it when it rejects),
+//   5. listen for 'error' on the connection,
+//   6. return { stop }, where stop() cancels the consumer and closes the connection.
+import amqp from 'amqplib';
+import { pathToFileURL } from 'node:url';
+
+export interface ListenerSpec {
+  exchange: string;
+  queue: string;
+  patterns: string[];
+}
+
+export interface Listener {
+  stop(): Promise<void>;
+}
+
+export async function startListener(url: string, spec: ListenerSpec, onEvent: (routingKey: string, text: string) => Promise<void>): Promise<Listener> {
+  const { exchange, queue, patterns } = spec;
+  const connection = await amqp.connect(url);
+  connection.on('error', (err) => console.error(`connection error: ${err.message}`));
+  const channel = await connection.createChannel();
+  await channel.assertExchange(exchange, 'topic', { durable: true });
+
+  // The service's own named queue outlives the service: what is published while it is down
+  // (a deploy, a crash) waits here for it.
+  await channel.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+  for (const pattern of patterns) {
+    await channel.bindQueue(queue, exchange, pattern); // one binding per pattern; an event matching two still arrives once
+  }
+
+  await channel.prefetch(10);
+  const { consumerTag } = await channel.consume(
+    queue,
+    (msg) => {
+      if (msg === null) return;
+      onEvent(msg.fields.routingKey, msg.content.toString()).then(
+        () => channel.ack(msg),
+        (err) => {
+          console.error(`handling ${msg.fields.routingKey} failed, it goes back to the queue: ${err}`);
+          channel.nack(msg);
+        },
+      );
+    },
+    { noAck: false },
+  );
+
+  return {
+    async stop() {
+      await channel.cancel(consumerTag);
+      await connection.close();
+    },
+  };
+}
+
+// On its own: npx tsx solutions/06-patterns/03-event-bus.ts "order.*" "*.failed"   (Ctrl-C to stop)
+// Then publish to the exchange "events" from the management UI with keys like order.placed or payment.failed.
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const patterns = process.argv.slice(2).length ? process.argv.slice(2) : ['#'];
+  const listener = await startListener(process.env.RABBITMQ_URL ?? 'amqp://localhost', { exchange: 'events', queue: 'my-service', patterns }, async (key, text) => {
+    console.log(`${key}: ${text}`);
+  });
+  console.log(`Queue "my-service" listens to "events" for ${patterns.join(', ')}. Ctrl-C to stop.`);
+  process.once('SIGINT', () => void listener.stop());
+}

@@ -1,0 +1,67 @@
+// Exercise 6.5: an RPC server that answers each request where, and as, it was asked
+// Text: chapters/06-patterns/README.md   Check: npm run check 6.5   Hint: npm run hint 6.5
+//
+// startRpcServer(url, queue, handler) must:
+//   1. declare `queue` as a durable quorum queue and consume it with manual acks (prefetch 10),
+//   2. for each request, call handler(text); when it resolves, publish the reply to the request's
+//      replyTo, with the request's correlationId, and only THEN ack the request,
+//   3. ack a request that has no replyTo without answering it (nobody can get the answer),
+//   4. when the handler rejects, nack the request without requeueing it (it would fail again),
+//   5. listen for 'error' on the connection, and return { stop }, where stop() cancels the
+//      consumer and closes the connection.
+import amqp from 'amqplib';
+import { pathToFileURL } from 'node:url';
+
+export interface RpcServer {
+  stop(): Promise<void>;
+}
+
+export async function startRpcServer(url: string, queue: string, handler: (request: string) => Promise<string>): Promise<RpcServer> {
+  const connection = await amqp.connect(url);
+  connection.on('error', (err) => console.error(`connection error: ${err.message}`));
+  const channel = await connection.createChannel();
+  await channel.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+  await channel.prefetch(10); // up to 10 requests in progress at once
+
+  const { consumerTag } = await channel.consume(
+    queue,
+    (msg) => {
+      if (msg === null) return;
+      const { replyTo, correlationId } = msg.properties;
+      if (!replyTo) {
+        console.warn('a request without replyTo: nobody can receive the answer, dropping it');
+        channel.ack(msg);
+        return;
+      }
+      handler(msg.content.toString()).then(
+        (reply) => {
+          // Reply first, ack second: if we crash in between, the request comes back and is
+          // answered twice, and the client ignores the reply it no longer waits for. The other
+          // order would lose the request.
+          channel.sendToQueue(replyTo, Buffer.from(reply), { correlationId });
+          channel.ack(msg);
+        },
+        (err) => {
+          console.error(`request failed, dropping it (the caller's timeout will report it): ${err}`);
+          channel.nack(msg, false, false); // no requeue: it would fail again, forever
+        },
+      );
+    },
+    { noAck: false },
+  );
+
+  return {
+    async stop() {
+      await channel.cancel(consumerTag);
+      await connection.close();
+    },
+  };
+}
+
+// On its own: npx tsx solutions/06-patterns/05-rpc-server.ts   (Ctrl-C to stop), then in another
+// terminal: npx tsx solutions/06-patterns/04-rpc-client.ts "hello"
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const server = await startRpcServer(process.env.RABBITMQ_URL ?? 'amqp://localhost', 'rpc', async (request) => request.toUpperCase());
+  console.log('Answering requests on "rpc" (in upper case). Ctrl-C to stop.');
+  process.once('SIGINT', () => void server.stop());
+}
