@@ -155,9 +155,15 @@ export class ManagementClient {
     return this.get<ConnectionInfo[]>(path).then((c) => c ?? []);
   }
 
-  /** Force-closes a client connection; the client sees CONNECTION_FORCED with this reason. */
-  closeConnection(name: string, reason: string) {
-    return this.request('DELETE', `/connections/${enc(name)}`, undefined, { 'x-reason': reason }).catch(ignore404);
+  /** Force-closes a client connection; the client sees CONNECTION_FORCED with this reason. False when it was not there. */
+  closeConnection(name: string, reason: string): Promise<boolean> {
+    return this.request('DELETE', `/connections/${enc(name)}`, undefined, { 'x-reason': reason }).then(
+      () => true,
+      (err: ManagementError) => {
+        if (err.status === 404) return false;
+        throw err;
+      },
+    );
   }
 
   setPolicy(vhost: string, name: string, policy: { pattern: string; definition: Record<string, unknown>; 'apply-to'?: string; priority?: number }) {

@@ -228,14 +228,30 @@ export class CheckContext<T = unknown> {
    */
   cutConnections(reason: string): number {
     const ports = cutConnectionsTo(this.amqpPort);
-    this.log(`cut your connection${ports.length === 1 ? '' : 's'} (local port ${ports.join(', ') || 'none'}): ${reason}`);
+    this.log(`cut your connection${ports.length === 1 ? '' : 's'} (local port ${ports.join(', ') || 'none'}, ECONNRESET): ${reason}`);
     return ports.length;
   }
 
-  /** Force-closes the connection a consumer lives on through the management API, as an operator would. */
-  async killConnectionOf(consumer: ConsumerInfo, reason: string): Promise<void> {
-    await this.mgmt.closeConnection(consumer.channel_details.connection_name, reason);
-    this.log(`closed your connection ${consumer.channel_details.connection_name} (${reason})`);
+  /**
+   * Closes the connection a consumer of `queue` lives on through the management API, as an
+   * operator would (the client sees CONNECTION_FORCED). Waits until the management API lists
+   * both the consumer and its connection (a statistics tick or two). Returns the connection's
+   * name, or undefined when it never appeared or was already gone.
+   */
+  async closeConnectionOfConsumer(queue: string, reason: string, timeoutMs = 8000): Promise<string | undefined> {
+    const name = await this.waitFor(
+      async () => {
+        const candidate = (await this.consumersOf(queue)).find((c) => c.channel_details?.connection_name)?.channel_details.connection_name;
+        if (!candidate) return undefined;
+        return (await this.mgmt.connections(this.vhost)).some((c) => c.name === candidate) ? candidate : undefined;
+      },
+      timeoutMs,
+      100,
+    );
+    if (!name) return undefined;
+    if (!(await this.mgmt.closeConnection(name, reason))) return undefined; // closed meanwhile
+    this.log(`closed your connection "${name}" through the management API (${reason})`);
+    return name;
   }
 
   // ---- connections the learner left behind -----------------------------------

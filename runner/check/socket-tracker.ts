@@ -47,9 +47,13 @@ export function connectionsOpenedTo(port: number): number {
   return learnerSockets(port).length;
 }
 
-/** Destroys the learner's open connections to the port, as a network failure would. Returns their local ports. */
+/**
+ * Destroys the learner's open connections to the port the way a network failure does:
+ * with ECONNRESET, so the client library sees an error (a bare destroy() is noticed only
+ * at the next heartbeat timeout). Returns their local ports.
+ */
 export function cutConnectionsTo(port: number): number[] {
   const open = learnerSockets(port).filter((t) => !t.socket.destroyed && !t.socket.closed);
-  for (const t of open) t.socket.destroy();
+  for (const t of open) t.socket.destroy(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET', errno: -104, syscall: 'read' }));
   return open.map((t) => t.localPort ?? 0);
 }

@@ -1,0 +1,47 @@
+// Exercise 5.2: as many at once as the prefetch allows, and no more
+// Text: chapters/05-consumers/README.md   Check: npm run check 5.2   Hint: npm run hint 5.2
+//
+// startWorkers(url, queue, prefetch, handle) must:
+//   1. declare `queue` (durable quorum queue) and consume from it with manual acks,
+//   2. work on up to `prefetch` messages at the same time: handle() is async and slow (think of
+//      an HTTP call), so the messages must be handled concurrently, never more than `prefetch` at once,
+//   3. ack each message when its handle() resolves (reject it with requeue when it rejects),
+//   4. listen for 'error' on the connection and the channel, and return { stop } (cancel, then close).
+import amqp from 'amqplib';
+import { pathToFileURL } from 'node:url';
+
+export interface Workers {
+  stop(): Promise<void>;
+}
+
+export async function startWorkers(url: string, queue: string, prefetch: number, handle: (text: string) => Promise<void>): Promise<Workers> {
+  const connection = await amqp.connect(url);
+  connection.on('error', (err) => console.error(`connection error: ${err.message}`));
+  const channel = await connection.createChannel();
+  channel.on('error', (err) => console.error(`channel error: ${err.message}`));
+  await channel.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+  // TODO 1: limit the unacknowledged messages on this consumer to `prefetch` (channel.prefetch).
+  // TODO 2: consume `queue` with { noAck: false }. For each message (skip null), call
+  //         handle(msg.content.toString()) WITHOUT awaiting it, so that the next message can start,
+  //         and ack in its .then() (reject with requeue when it rejects).
+  throw new Error('TODO: prefetch and consume in exercises/05-consumers/02-prefetch.ts');
+
+  return {
+    async stop() {
+      // TODO 3: cancel the consumer, then close the connection
+    },
+  };
+}
+
+// On its own: npx tsx exercises/05-consumers/02-prefetch.ts   (Ctrl-C to stop)
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+  let inFlight = 0;
+  const workers = await startWorkers(process.env.RABBITMQ_URL ?? 'amqp://localhost', 'jobs', 10, async (text) => {
+    inFlight++;
+    console.log(`start ${text} (${inFlight} in flight)`);
+    await new Promise((resolve) => setTimeout(resolve, 500)); // a slow call to another service
+    inFlight--;
+  });
+  console.log('Working on "jobs", 10 at a time. Ctrl-C to stop.');
+  process.once('SIGINT', () => void workers.stop());
+}

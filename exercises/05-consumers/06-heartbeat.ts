@@ -1,0 +1,30 @@
+// Exercise 5.6: agree on a heartbeat with the broker
+// Text: chapters/05-consumers/README.md   Check: npm run check 5.6   Hint: npm run hint 5.6
+//
+// connectWithHeartbeat(url, seconds?) must:
+//   1. open a connection to `url` that asks the broker for a heartbeat of `seconds` (whole seconds),
+//   2. when `seconds` is undefined, state no preference, so that the broker's proposal applies,
+//   3. listen for 'error' on the connection (a missed heartbeat arrives as one), and return it:
+//      the caller closes it.
+import amqp, { type ChannelModel } from 'amqplib';
+import { pathToFileURL } from 'node:url';
+
+export async function connectWithHeartbeat(url: string, seconds?: number): Promise<ChannelModel> {
+  // TODO 1: put the heartbeat in the URL, in whole seconds, only when `seconds` is given:
+  //         const target = new URL(url); target.searchParams.set('heartbeat', …). Leave it out otherwise.
+  // TODO 2: connect to that URL, listen for 'error' on the connection, and return it.
+  throw new Error('TODO: connect with a heartbeat in exercises/05-consumers/06-heartbeat.ts');
+}
+
+// On its own: npx tsx exercises/05-consumers/06-heartbeat.ts 15
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const seconds = process.argv[2] === undefined ? undefined : Number(process.argv[2]);
+  const connection = await connectWithHeartbeat(process.env.RABBITMQ_URL ?? 'amqp://localhost', seconds);
+  try {
+    // What was agreed is on the connection (and in the management UI, Connections, column "Heartbeat").
+    const agreed = (connection.connection as unknown as { heartbeat: number }).heartbeat;
+    console.log(`Asked for ${seconds ?? 'no preference'}, agreed on a heartbeat of ${agreed} s.`);
+  } finally {
+    await connection.close();
+  }
+}

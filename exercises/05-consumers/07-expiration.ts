@@ -1,0 +1,33 @@
+// Exercise 5.7: messages that go stale
+// Text: chapters/05-consumers/README.md   Check: npm run check 5.7   Hint: npm run hint 5.7
+//
+// sendExpiring(url, queue, text, ttlSeconds) must:
+//   1. declare `queue` as a durable quorum queue (no queue-wide TTL: each message brings its own),
+//   2. publish `text` as a persistent message, on a confirm channel, that expires `ttlSeconds` after
+//      it entered the queue: the `expiration` property, a string of WHOLE milliseconds
+//      (ttlSeconds may have decimals: 2.5 s is '2500'),
+//   3. wait for the broker's confirm, and close the connection, also when something failed.
+import amqp from 'amqplib';
+import { pathToFileURL } from 'node:url';
+
+export async function sendExpiring(url: string, queue: string, text: string, ttlSeconds: number): Promise<void> {
+  const connection = await amqp.connect(url);
+  connection.on('error', (err) => console.error(`connection error: ${err.message}`));
+  try {
+    const channel = await connection.createConfirmChannel();
+    channel.on('error', (err) => console.error(`channel error: ${err.message}`));
+    await channel.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+    // TODO 1: compute the expiration: whole milliseconds, as a string ('30000' for 30 s, '2500' for 2.5 s).
+    // TODO 2: publish `text` as a persistent message with that expiration, then await the confirm.
+    throw new Error('TODO: publish with an expiration in exercises/05-consumers/07-expiration.ts');
+  } finally {
+    await connection.close();
+  }
+}
+
+// On its own: npx tsx exercises/05-consumers/07-expiration.ts "OTP 123456" 30
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const ttl = Number(process.argv[3] ?? 30);
+  await sendExpiring(process.env.RABBITMQ_URL ?? 'amqp://localhost', 'codes', process.argv[2] ?? 'OTP 123456', ttl);
+  console.log(`Sent. It disappears from "codes" ${ttl} s from now, if nothing stands before it.`);
+}

@@ -1,0 +1,61 @@
+// Exercise 5.5: the same consumer, configured with rascal
+// Text: chapters/05-consumers/README.md   Check: npm run check 5.5   Hint: npm run hint 5.5
+//
+// startRascalConsumer(url, queue, handle) must, with rascal's BrokerAsPromised:
+//   1. configure the vhost of `url` (rascal keys vhosts by name) with `url` as its connection,
+//      `queue` as a durable quorum queue, and a subscription named "work" on it,
+//   2. create the broker and listen for its 'error' events,
+//   3. subscribe to "work": call handle(content) for each message and ackOrNack() once it resolves,
+//      and listen for the subscription's 'error' events,
+//   4. leave rascal's reconnect and resubscribe on (its defaults do both),
+//   5. return { stop }, where stop() shuts the broker down.
+import rascal from 'rascal';
+import { pathToFileURL } from 'node:url';
+
+export interface Consumer {
+  stop(): Promise<void>;
+}
+
+export async function startRascalConsumer(url: string, queue: string, handle: (text: string) => Promise<void>): Promise<Consumer> {
+  // Rascal's configuration is keyed by vhost name: take it from the URL ("/" when the URL names none).
+  const vhost = decodeURIComponent(new URL(url).pathname.slice(1)) || '/';
+  const config = rascal.withDefaultConfig({
+    vhosts: {
+      [vhost]: {
+        connection: { url },
+        // Rascal's default queue is a classic one: ask for a quorum queue.
+        queues: { [queue]: { options: { durable: true, arguments: { 'x-queue-type': 'quorum' } } } },
+        subscriptions: { work: { queue, prefetch: 10 } },
+      },
+    },
+  });
+  const broker = await rascal.BrokerAsPromised.create(config);
+  // Rascal re-emits every connection error here, and reconnects. Unheard, the error would crash the process.
+  broker.on('error', (err, { vhost: name }) => console.error(`broker error on vhost ${name}: ${err.message}`));
+
+  const subscription = await broker.subscribe('work');
+  subscription
+    .on('message', (_message, content, ackOrNack) => {
+      handle(String(content)).then(
+        () => ackOrNack(),
+        // ackOrNack(err) alone would nack WITHOUT requeue: say what you mean.
+        (err: Error) => ackOrNack(err, { strategy: 'nack', requeue: true }),
+      );
+    })
+    .on('error', (err) => console.error(`subscription error: ${err.message}`)); // a lost channel; rascal resubscribes
+
+  return {
+    async stop() {
+      await broker.shutdown(); // cancels the subscription and closes the connection
+    },
+  };
+}
+
+// On its own: npx tsx solutions/05-consumers/05-rascal.ts   (Ctrl-C to stop)
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const consumer = await startRascalConsumer(process.env.RABBITMQ_URL ?? 'amqp://localhost', 'payments', async (text) => {
+    console.log(`Payment: ${text}`);
+  });
+  console.log('Consuming "payments" through rascal. Ctrl-C to stop.');
+  process.once('SIGINT', () => void consumer.stop());
+}
