@@ -15,17 +15,18 @@ import { EXIT, UserError } from '../exit-codes.js';
 
 export async function resetCommand(id: string): Promise<number> {
   const exercise = resolveOne(workbook(), id);
-  const file = exercise.starterPath;
-  const starter = pristineStarter(file);
-
-  if (existsSync(file)) {
-    mkdirSync(paths.backups, { recursive: true });
-    const backup = path.join(paths.backups, `${exercise.id}-${new Date().toISOString().replace(/[:.]/g, '-')}-${exercise.file}`);
-    copyFileSync(file, backup);
-    console.log(`Your version is saved as ${rel(backup)}`);
+  const commit = pristineCommit(exercise.starterPath);
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  for (const file of exercise.starterFiles) {
+    if (existsSync(file)) {
+      mkdirSync(paths.backups, { recursive: true });
+      const backup = path.join(paths.backups, `${exercise.id}-${stamp}-${path.basename(file)}`);
+      copyFileSync(file, backup);
+      console.log(`Your version is saved as ${rel(backup)}`);
+    }
+    writeFileSync(file, gitShow(commit, file));
+    console.log(`${pc.green('✓')} Restored the starter: ${rel(file)}`);
   }
-  writeFileSync(file, starter);
-  console.log(`${pc.green('✓')} Restored the starter: ${rel(file)}`);
 
   updateProgress((p) => {
     delete p.exercises[exercise.id];
@@ -48,10 +49,11 @@ export async function resetCommand(id: string): Promise<number> {
 }
 
 /**
- * The starter as the workbook shipped it: the newest committed version of the file that
- * still has its TODOs (a learner who committed their work still gets the real starter).
+ * The commit holding the starter as the workbook shipped it: the newest commit in which the
+ * starter file still has its TODOs (a learner who committed their work still gets the real
+ * starter). Its siblings (e.g. 01-outbox.sql) are restored from the same commit.
  */
-function pristineStarter(file: string): string {
+function pristineCommit(file: string): string {
   const relPath = path.relative(ROOT, file);
   let commits: string[];
   try {
@@ -59,9 +61,11 @@ function pristineStarter(file: string): string {
   } catch {
     throw new UserError(`Cannot restore ${relPath}: the workbook is not a git checkout (git log failed). Re-download the file from the workbook's repository.`, EXIT.ENVIRONMENT);
   }
-  for (const commit of commits) {
-    const content = execFileSync('git', ['show', `${commit}:${relPath}`], { cwd: ROOT, encoding: 'utf8' });
-    if (content.includes('TODO')) return content;
-  }
-  throw new UserError(`No committed version of ${relPath} with its TODOs was found in git history.`, EXIT.ENVIRONMENT);
+  const commit = commits.find((c) => gitShow(c, file).includes('TODO'));
+  if (!commit) throw new UserError(`No committed version of ${relPath} with its TODOs was found in git history.`, EXIT.ENVIRONMENT);
+  return commit;
+}
+
+function gitShow(commit: string, file: string): string {
+  return execFileSync('git', ['show', `${commit}:${path.relative(ROOT, file)}`], { cwd: ROOT, encoding: 'utf8' });
 }

@@ -51,12 +51,12 @@ export async function watchCommand(id: string | undefined): Promise<number> {
     }
   };
 
-  const watcher = watchExercise(exercise.starterPath, () => void check());
+  const watcher = watchExercise(exercise.starterFiles, () => void check());
   const switchTo = async (next: Exercise) => {
-    await watcher.unwatch(exercise!.starterPath);
+    await watcher.unwatch(exercise!.starterFiles);
     exercise = next;
     updateProgress((p) => (p.current = next.id));
-    watcher.add(next.starterPath);
+    watcher.add(next.starterFiles);
     await check();
   };
 
@@ -99,11 +99,11 @@ export async function watchCommand(id: string | undefined): Promise<number> {
 }
 
 /**
- * Calls `onSave` after each save of `file`. Waits for the write to settle (30 ms) so an
+ * Calls `onSave` after each save of one of `files`. Waits for the write to settle (30 ms) so an
  * editor that writes in several steps triggers one check, not three.
  */
-export function watchExercise(file: string, onSave: () => void) {
-  const watcher = chokidar.watch(file, { ignoreInitial: true, awaitWriteFinish: { stabilityThreshold: 30, pollInterval: 10 } });
+export function watchExercise(files: string | string[], onSave: () => void) {
+  const watcher = chokidar.watch(files, { ignoreInitial: true, awaitWriteFinish: { stabilityThreshold: 30, pollInterval: 10 } });
   watcher.on('change', onSave);
   return watcher;
 }

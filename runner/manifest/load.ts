@@ -3,7 +3,7 @@
 //   2.1 -> chapters/02-hello-world/README.md, exercises/02-hello-world/01-send.ts,
 //          solutions/02-hello-world/01-send.ts, checks/02-hello-world/01-send.check.ts,
 //          checks/02-hello-world/wrong/01-send.<variant>.ts
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { parse } from 'yaml';
 import { z } from 'zod';
@@ -22,6 +22,8 @@ export interface Exercise extends Omit<ExerciseData, 'wrong'> {
   chapterDir: string;
   stem: string; // "01-send"
   starterPath: string;
+  /** Every file the learner edits: the starter and its siblings with the same stem (e.g. 01-outbox.sql). */
+  starterFiles: string[];
   solutionPath: string;
   checkPath: string;
   wrong: (WrongVariant & { path: string })[];
@@ -85,12 +87,15 @@ function toChapter(c: ChapterData): Chapter {
 
 function toExercise(chapter: number, dir: string, e: ExerciseData): Exercise {
   const stem = e.file.replace(/\.ts$/, '');
+  const exerciseDir = path.join(paths.exercises, dir);
+  const siblings = existsSync(exerciseDir) ? readdirSync(exerciseDir).filter((f) => f.startsWith(`${stem}.`) && f !== e.file) : [];
   return {
     ...e,
     chapter,
     chapterDir: dir,
     stem,
-    starterPath: path.join(paths.exercises, dir, e.file),
+    starterPath: path.join(exerciseDir, e.file),
+    starterFiles: [path.join(exerciseDir, e.file), ...siblings.sort().map((f) => path.join(exerciseDir, f))],
     solutionPath: path.join(paths.solutions, dir, e.file),
     checkPath: path.join(paths.checks, dir, `${stem}.check.ts`),
     wrong: e.wrong.map((w) => ({ ...w, path: path.join(paths.checks, dir, 'wrong', `${stem}.${w.name}.ts`) })),

@@ -1,0 +1,81 @@
+// Exercise 13.2: the bridge's topology: where events go, wait before a retry, and end up when they cannot be delivered
+// Text: chapters/13-capstone/README.md   Check: npm run check 13.2   Hint: npm run hint 13.2
+//
+// The relay and the receiver both call assertTopology() (declaring is idempotent), so
+// whichever starts first, nothing is ever published into the void. It must declare:
+//   1. a durable direct exchange EXCHANGE, and the quorum queue QUEUE bound to it with ROUTING_KEY,
+//   2. the dead-letter queue DEAD_LETTER_QUEUE (quorum), for events Odoo will never accept,
+//   3. one delay queue per entry of `delaysMs` (named retryQueue(delay)), quorum, whose messages
+//      expire after that delay (x-message-ttl) and are then dead-lettered BACK to QUEUE
+//      (x-dead-letter-exchange '' = the default exchange, x-dead-letter-routing-key QUEUE),
+//      at-least-once (x-dead-letter-strategy, which needs x-overflow reject-publish),
+//   4. and retryQueueFor(attempt) says which delay queue the n-th retry waits in: the first
+//      waits delaysMs[0] (5 s, as in the seed), each later one longer, the last delay repeats.
+// connect() opens a named connection that logs its errors instead of crashing the process.
+import amqp, { type Channel, type ChannelModel } from 'amqplib';
+import { pathToFileURL } from 'node:url';
+import { createLogger, type Logger } from '../../capstone/log.js';
+
+export const EXCHANGE = 'bridge';
+export const ROUTING_KEY = 'customer';
+export const QUEUE = 'bridge.customers';
+export const DEAD_LETTER_QUEUE = 'bridge.customers.dead';
+/** 5 s first, as the seed's receiver waited, then growing. */
+export const RETRY_DELAYS_MS = [5_000, 10_000, 20_000, 30_000];
+
+/** What the relay publishes, one message per outbox row. */
+export interface CustomerEvent {
+  eventId: string;
+  entity: string;
+  key: string;
+  version: number;
+  /** The customers row, as the trigger saw it. */
+  data: Record<string, unknown>;
+  /** When the change was written (outbox.created_at). */
+  committedAt: string;
+}
+
+/** "bridge.customers.retry.5s" for 5000 ms. */
+export function retryQueue(delayMs: number): string {
+  return `${QUEUE}.retry.${delayMs % 1000 === 0 ? `${delayMs / 1000}s` : `${delayMs}ms`}`;
+}
+
+/** Attempt 1 waits in the first delay queue, attempt 2 in the second... the last one repeats. */
+export function retryQueueFor(attempt: number, delaysMs: number[] = RETRY_DELAYS_MS): string {
+  // TODO 4: attempt 1 -> retryQueue(delaysMs[0]), attempt 2 -> delaysMs[1], …; past the end, the last delay again.
+  throw new Error(`TODO: pick the delay queue of attempt ${attempt} in exercises/13-capstone/02-topology.ts`);
+}
+
+export async function assertTopology(channel: Channel, delaysMs: number[] = RETRY_DELAYS_MS): Promise<void> {
+  // Dead-lettering that survives a broker failure: the source queue keeps the message
+  // until the target queue confirmed it (needs reject-publish overflow).
+  const atLeastOnce = { 'x-dead-letter-strategy': 'at-least-once', 'x-overflow': 'reject-publish' };
+
+  await channel.assertExchange(EXCHANGE, 'direct', { durable: true });
+  // TODO 1: declare DEAD_LETTER_QUEUE: durable, quorum.
+  // TODO 2: declare QUEUE: durable, quorum, dead-lettering to DEAD_LETTER_QUEUE
+  //         ('x-dead-letter-exchange': '', 'x-dead-letter-routing-key': DEAD_LETTER_QUEUE, ...atLeastOnce),
+  //         and bind it to EXCHANGE with ROUTING_KEY.
+  // TODO 3: for each delay: declare retryQueue(delay), durable, quorum, with 'x-message-ttl': delay
+  //         and dead-lettering BACK to QUEUE through the default exchange (''), ...atLeastOnce.
+  throw new Error('TODO: declare the queues in exercises/13-capstone/02-topology.ts');
+}
+
+/** A connection with a name (it shows in the management UI) that logs errors instead of crashing. */
+export async function connect(url: string, name: string, log: Logger): Promise<ChannelModel> {
+  const connection = await amqp.connect(url, { clientProperties: { connection_name: name } });
+  connection.on('error', (err: Error) => log.warn('broker connection error', { error: err.message }));
+  return connection;
+}
+
+// On its own: npx tsx exercises/13-capstone/02-topology.ts   (declares everything on RABBITMQ_URL)
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const log = createLogger('topology');
+  const connection = await connect(process.env.RABBITMQ_URL ?? 'amqp://localhost', 'bridge topology', log);
+  try {
+    await assertTopology(await connection.createChannel());
+    log.info('declared', { exchange: EXCHANGE, queue: QUEUE, dlq: DEAD_LETTER_QUEUE, retry: RETRY_DELAYS_MS.map(retryQueue) });
+  } finally {
+    await connection.close();
+  }
+}

@@ -1,0 +1,84 @@
+// Exercise 13.5: write to Odoo idempotently: a redelivered event never makes a second record, an old one never wins
+// Text: chapters/13-capstone/README.md   Check: npm run check 13.5   Hint: npm run hint 13.5
+//
+// RabbitMQ delivers at least once: after a crash or a lost answer the same event comes
+// again, and retries reorder events. upsertCustomers(odoo, events) must:
+//   1. return one Outcome per event, in the same order,
+//   2. write with res.partner `load`, whose "id" column is an external id derived from the
+//      customer (externalId(key)): Odoo creates the record the first time and updates the
+//      same record every later time, in one transaction with its external id,
+//   3. compare versions first: an event whose version is not newer than the one Odoo holds
+//      (field VERSION_FIELD), or than another event for the same customer in the batch,
+//      is 'stale' and is not written,
+//   4. read load's result: `ids: false` means NOTHING was written; `messages` name the bad
+//      rows (message.record = row index). Those are 'rejected' with Odoo's message; write
+//      the others again without them,
+//   5. let OdooError from the client through (the receiver decides what to do).
+// prepareOdoo() creates the custom integer field VERSION_FIELD on res.partner if it is missing.
+import { pathToFileURL } from 'node:url';
+import type { CustomerEvent } from './02-topology.js';
+import { createOdooClient, type OdooClient } from './04-odoo-client.js';
+
+export const MODULE = 'pg_bridge';
+export const VERSION_FIELD = 'x_source_version';
+
+export type Outcome =
+  | { status: 'written'; id: number }
+  | { status: 'stale'; newer: number }
+  | { status: 'rejected'; reason: string };
+
+/** pg_bridge.customer_42: the same customer always gets the same external id. */
+export function externalId(key: string): string {
+  // TODO 1: `${MODULE}.customer_${key}`: one customer, one external id, forever.
+  throw new Error(`TODO: the external id of customer ${key} in exercises/13-capstone/05-upsert.ts`);
+}
+
+/** The columns of load(), and a customers row in Odoo's import format (text, '' = empty). */
+const FIELDS = ['id', 'name', 'email', 'phone', 'city', 'country_id', 'comment', 'ref', VERSION_FIELD];
+function toRow(e: CustomerEvent): string[] {
+  const text = (v: unknown) => (v === null || v === undefined ? '' : String(v));
+  const d = e.data;
+  return [externalId(e.key), text(d.name), text(d.email), text(d.phone), text(d.city), text(d.country), text(d.notes), `pg:${e.key}`, String(e.version)];
+}
+
+export async function prepareOdoo(odoo: OdooClient): Promise<void> {
+  const fields = await odoo.execute<Record<string, unknown>>('res.partner', 'fields_get', [[VERSION_FIELD]], { attributes: ['type'] });
+  if (fields[VERSION_FIELD]) return;
+  const [model] = await odoo.execute<{ id: number }[]>('ir.model', 'search_read', [[['model', '=', 'res.partner']]], { fields: ['id'] });
+  await odoo.execute('ir.model.fields', 'create', [
+    { model_id: model!.id, name: VERSION_FIELD, field_description: 'Source version (pg bridge)', ttype: 'integer' },
+  ]);
+}
+
+export async function upsertCustomers(odoo: OdooClient, events: CustomerEvent[]): Promise<Outcome[]> {
+  const outcomes: (Outcome | undefined)[] = events.map((e) =>
+    typeof e?.key === 'string' && Number.isInteger(e.version) && e.data && typeof e.data === 'object'
+      ? undefined
+      : { status: 'rejected', reason: 'malformed event: needs key (string), version (integer) and data (object)' },
+  );
+
+  // TODO 2: versions. Within the batch, keep only the newest event per key (the others: 'stale').
+  //         Then ask Odoo what it holds: ir.model.data search_read with
+  //         [['module', '=', MODULE], ['model', '=', 'res.partner'], ['name', 'in', <names without "pg_bridge.">]],
+  //         fields ['name', 'res_id']; then res.partner search_read [['id', 'in', res_ids], ['active', 'in', [true, false]]]
+  //         with fields [VERSION_FIELD]. An event not newer than Odoo's version is 'stale'.
+  // TODO 3: write the rest with ONE call: execute('res.partner', 'load', [FIELDS, rows]) (rows: toRow(event)).
+  //         result.ids is a list: all 'written' (id = ids[n]). result.ids === false: NOTHING was written;
+  //         the messages of type 'error' name the bad rows (message.record = row index): 'rejected'
+  //         with message.message; load() the others again, until all are written or rejected.
+  throw new Error('TODO: compare versions and load() in exercises/13-capstone/05-upsert.ts');
+  return outcomes.map((o) => o ?? { status: 'rejected', reason: 'not processed' });
+}
+
+// On its own: ODOO_URL=… ODOO_DB=… ODOO_USER=… ODOO_API_KEY=… npx tsx exercises/13-capstone/05-upsert.ts
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const odoo = createOdooClient({
+    url: process.env.ODOO_URL ?? 'http://localhost:8069',
+    db: process.env.ODOO_DB ?? 'workbook',
+    user: process.env.ODOO_USER ?? 'admin',
+    apiKey: process.env.ODOO_API_KEY ?? 'admin',
+  });
+  await prepareOdoo(odoo);
+  const event: CustomerEvent = { eventId: 'demo', entity: 'customer', key: '1', version: 1, data: { name: 'Ada Lovelace', city: 'London' }, committedAt: new Date().toISOString() };
+  console.log(await upsertCustomers(odoo, [event, event]));
+}

@@ -1,0 +1,325 @@
+// Exercise 13.6: the receiver: batches to Odoo, and every message ends acked, retried later, or dead-lettered with a reason
+// Text: chapters/13-capstone/README.md   Check: npm run check 13.6   Hint: npm run hint 13.6
+//
+// The seed's receiver.py acked on HTTP 200 and, while Odoo was down, held the message and
+// tried again every 5 s, blocking the queue. startReceiver(options) must:
+//   1. consume QUEUE on a confirm channel with prefetch, collect up to `batchSize` messages
+//      (or what came within `batchWaitMs`) and hand them to upsertCustomers() in one go,
+//   2. per Outcome: 'written' and 'stale' -> ack; 'rejected' -> copy to DEAD_LETTER_QUEUE
+//      with the reason in header 'x-bridge-reason', then ack; a message that is not JSON
+//      is dead-lettered the same way,
+//   3. when the client throws a 'retry' OdooError (Odoo down, 5xx, session expired...):
+//      copy each message to retryQueueFor(attempt) with header 'x-bridge-attempt' = attempt
+//      (1 the first time, then +1), then ack: the delay queue brings it back later and the
+//      main queue keeps flowing; after `maxAttempts`, dead-letter it instead,
+//   4. a 'reject' OdooError dead-letters the whole batch; a 'fatal' one (AccessDenied):
+//      stop consuming, give the messages back to the queue (nack with requeue), log an
+//      error that says so, and resolve `halted` with the reason,
+//   5. ack a message only after its copy (retry or dead-letter) was confirmed by the broker,
+//   6. reconnect when the broker goes away, consume again when the queue was deleted,
+//      and stop() cleanly.
+import type { ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
+import { pathToFileURL } from 'node:url';
+import { createLogger, type Logger } from '../../capstone/log.js';
+import { DEAD_LETTER_QUEUE, QUEUE, RETRY_DELAYS_MS, assertTopology, connect, retryQueueFor, type CustomerEvent } from './02-topology.js';
+import { OdooError, createOdooClient, type OdooConfig } from './04-odoo-client.js';
+import { prepareOdoo, upsertCustomers } from './05-upsert.js';
+
+export interface ReceiverOptions {
+  amqpUrl: string;
+  odoo: OdooConfig;
+  prefetch?: number;
+  batchSize?: number;
+  batchWaitMs?: number;
+  retryDelaysMs?: number[];
+  maxAttempts?: number;
+  log?: Logger;
+}
+
+export interface ReceiverStats {
+  written: number;
+  stale: number;
+  retried: number;
+  deadLettered: number;
+  batches: number;
+}
+
+export interface Receiver {
+  stats(): ReceiverStats;
+  /** Resolves (with the reason) if the receiver stops consuming by itself: Odoo refused the credentials. */
+  halted: Promise<string>;
+  stop(): Promise<void>;
+}
+
+/** A delivery and the channel it came on: only that channel can ack it. */
+interface Held {
+  ch: ConfirmChannel;
+  msg: ConsumeMessage;
+}
+
+export async function startReceiver(options: ReceiverOptions): Promise<Receiver> {
+  const {
+    amqpUrl,
+    prefetch = 1000,
+    batchSize = 500,
+    batchWaitMs = 20,
+    retryDelaysMs = RETRY_DELAYS_MS,
+    maxAttempts = 50,
+    log = createLogger('receiver'),
+  } = options;
+  const odoo = createOdooClient(options.odoo);
+  const stats: ReceiverStats = { written: 0, stale: 0, retried: 0, deadLettered: 0, batches: 0 };
+  let prepared: Promise<void> | undefined;
+  let stopping = false;
+  let halted = false;
+  let connection: ChannelModel | undefined;
+  let channel: ConfirmChannel | undefined;
+  let consumerTag: string | undefined;
+  let buffer: Held[] = [];
+  let timer: NodeJS.Timeout | undefined;
+  let working: Promise<void> = Promise.resolve();
+  let onHalt: (reason: string) => void = () => undefined;
+  const haltedPromise = new Promise<string>((resolve) => (onHalt = resolve));
+
+  // ---- consuming ---------------------------------------------------------------------
+  async function setup() {
+    const conn = await connect(amqpUrl, 'bridge receiver', log);
+    try {
+      const ch = await conn.createConfirmChannel();
+      ch.on('error', (err: Error) => log.warn('channel error', { error: err.message }));
+      await assertTopology(ch, retryDelaysMs);
+      await ch.prefetch(prefetch); // how many unacked messages we hold at most: our batches come from these
+      conn.on('close', () => {
+        if (channel === ch) channel = undefined;
+        buffer = buffer.filter((h) => h.ch !== ch); // unacked on a dead channel: the broker redelivers them
+        if (!stopping && !halted) {
+          log.warn('lost the broker; reconnecting');
+          void reconnect();
+        }
+      });
+      connection = conn;
+      channel = ch;
+      await consume(ch);
+      log.info('consuming', { queue: QUEUE, prefetch, batchSize });
+    } catch (err) {
+      await conn.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  async function consume(ch: ConfirmChannel) {
+    const ok = await ch.consume(
+      QUEUE,
+      (msg) => {
+        if (msg === null) {
+          // The broker cancelled us: someone deleted the queue. Declare it again, resume.
+          log.error(`the broker cancelled our consumer: was "${QUEUE}" deleted? Declaring it again and resuming`);
+          void assertTopology(ch, retryDelaysMs)
+            .then(() => consume(ch))
+            .catch((err) => log.error('could not resume consuming', { error: (err as Error).message }));
+          return;
+        }
+        buffer.push({ ch, msg });
+        if (buffer.length >= batchSize) flush();
+        else timer ??= setTimeout(flush, batchWaitMs);
+      },
+      { noAck: false },
+    );
+    consumerTag = ok.consumerTag;
+  }
+
+  async function reconnect() {
+    for (let delay = 500; !stopping && !halted; delay = Math.min(delay * 2, 10_000)) {
+      await sleep(delay);
+      try {
+        await setup();
+        return;
+      } catch (err) {
+        log.warn('broker unreachable', { error: (err as Error).message });
+      }
+    }
+  }
+
+  /** Batches are handled one after the other; messages keep arriving meanwhile. */
+  function flush() {
+    clearTimeout(timer);
+    timer = undefined;
+    working = working.then(async () => {
+      while (buffer.length > 0 && !halted && !stopping) {
+        const batch = buffer.splice(0, batchSize);
+        await handleBatch(batch).catch((err) => {
+          log.error('could not handle a batch; its messages go back to the queue', { error: (err as Error).message });
+          batch.forEach(giveBack);
+        });
+      }
+    });
+  }
+
+  // ---- one batch -------------------------------------------------------------------------
+  async function handleBatch(batch: Held[]) {
+    stats.batches++;
+    const events: CustomerEvent[] = [];
+    const held: Held[] = [];
+    const done: Held[] = []; // written or stale: acked together at the end
+    const settled: Promise<void>[] = [];
+    for (const h of batch) {
+      try {
+        events.push(JSON.parse(h.msg.content.toString('utf8')) as CustomerEvent);
+        held.push(h);
+      } catch (err) {
+        settled.push(deadLetter(h, `malformed message: ${(err as Error).message}`));
+      }
+    }
+    if (held.length === 0) return void (await Promise.all(settled));
+
+    // TODO 1: prepare Odoo once (prepared ??= prepareOdoo(odoo), reset it when that fails), then
+    //         const outcomes = await upsertCustomers(odoo, events). For each outcome (same order as held):
+    //         'written' / 'stale' -> count it in stats and done.push(h) (acked together below);
+    //         'rejected' -> settled.push(deadLetter(h, outcome.reason)).
+    //         If it throws: an OdooError of kind 'fatal' -> return halt(e, held); 'reject' -> dead-letter
+    //         them all with e.message; 'retry' (and anything unexpected) -> settled.push(retryLater(held, e)).
+    throw new Error('TODO: route the outcomes in exercises/13-capstone/06-receiver.ts');
+    await Promise.all(settled);
+    ackAll(done);
+  }
+
+  /**
+   * Acks a whole batch with one frame per channel: `multiple` acks every delivery up to
+   * that tag. Safe here because batches are handled one after the other and every
+   * earlier message of this batch is settled (acked, or copied and acked) by now.
+   */
+  function ackAll(done: Held[]) {
+    const last = new Map<ConfirmChannel, ConsumeMessage>();
+    for (const h of done) {
+      const prev = last.get(h.ch);
+      if (!prev || prev.fields.deliveryTag < h.msg.fields.deliveryTag) last.set(h.ch, h.msg);
+    }
+    for (const [ch, msg] of last) {
+      try {
+        ch.ack(msg, true);
+      } catch {
+        /* channel closed: the broker redelivers, the upsert makes that harmless */
+      }
+    }
+  }
+
+  /** Copies the message to `queue`; resolves true once the broker confirmed the copy. */
+  function forward({ ch, msg }: Held, queue: string, headers: Record<string, unknown>): Promise<boolean> {
+    const keep = Object.fromEntries(
+      Object.entries(msg.properties.headers ?? {}).filter(([k]) => !/^x-(death|first-death|last-death|delivery-count)/.test(k)),
+    );
+    return new Promise((resolve) => {
+      try {
+        ch.sendToQueue(
+          queue,
+          msg.content,
+          {
+            persistent: true,
+            contentType: msg.properties.contentType,
+            messageId: msg.properties.messageId,
+            type: msg.properties.type,
+            timestamp: msg.properties.timestamp,
+            headers: { ...keep, ...headers },
+          },
+          (err) => resolve(!err),
+        );
+      } catch {
+        resolve(false); // channel closed: the original was not acked, the broker redelivers it
+      }
+    });
+  }
+
+  function ack({ ch, msg }: Held) {
+    try {
+      ch.ack(msg);
+    } catch {
+      /* channel closed: the broker redelivers, the upsert makes that harmless */
+    }
+  }
+
+  function giveBack({ ch, msg }: Held) {
+    try {
+      ch.nack(msg, false, true);
+    } catch {
+      /* channel closed: it is back in the queue anyway */
+    }
+  }
+
+  async function deadLetter(h: Held, reason: string) {
+    // TODO 2: forward(h, DEAD_LETTER_QUEUE, { 'x-bridge-reason': reason, 'x-bridge-dead-lettered-at': <now, ISO> });
+    //         ack(h) only if the broker confirmed the copy, otherwise giveBack(h). Count it, log it.
+    throw new Error(`TODO: dead-letter (${reason}) in exercises/13-capstone/06-receiver.ts`);
+  }
+
+  // While Odoo is down every batch fails: sum the warnings up every few seconds.
+  const waits = new Map<string, number>();
+  let lastError = '';
+  const summary = setInterval(() => {
+    for (const [queue, n] of waits) log.warn(`Odoo unavailable: ${n} event(s) sent to ${queue} to wait for a retry`, { error: lastError });
+    waits.clear();
+  }, 5000);
+
+  async function retryLater(held: Held[], err: OdooError) {
+    lastError = err.message;
+    // TODO 3: for each held message: attempt = (header 'x-bridge-attempt' or 0) + 1.
+    //         Past maxAttempts: deadLetter(h, `gave up after ${maxAttempts} attempts: ${err.message}`).
+    //         Otherwise forward(h, retryQueueFor(attempt, retryDelaysMs), { 'x-bridge-attempt': attempt,
+    //         'x-bridge-last-error': err.message }), then ack(h) if confirmed (giveBack(h) if not);
+    //         stats.retried++ and waits.set(queue, n + 1) for the summary line.
+    throw new Error(`TODO: park ${held.length} message(s) for a retry in exercises/13-capstone/06-receiver.ts`);
+  }
+
+  async function halt(err: OdooError, inHand: Held[]) {
+    halted = true;
+    clearInterval(summary);
+    log.error(
+      `STOPPED CONSUMING: Odoo refused our credentials (${err.message}). Nothing is lost: every event stays in "${QUEUE}". Fix ODOO_USER / ODOO_API_KEY and start the receiver again.`,
+    );
+    if (channel && consumerTag) await channel.cancel(consumerTag).catch(() => undefined);
+    // Everything we hold goes back to the queue (the batch in hand and the buffer).
+    for (const h of [...inHand, ...buffer.splice(0)]) giveBack(h);
+    await connection?.close().catch(() => undefined);
+    onHalt(err.message);
+  }
+
+  try {
+    await setup();
+  } catch (err) {
+    clearInterval(summary);
+    throw err;
+  }
+
+  return {
+    stats: () => ({ ...stats }),
+    halted: haltedPromise,
+    async stop() {
+      stopping = true;
+      clearTimeout(timer);
+      clearInterval(summary);
+      if (channel && consumerTag) await channel.cancel(consumerTag).catch(() => undefined);
+      await working;
+      await connection?.close().catch(() => undefined); // what is still buffered goes back to the queue
+    },
+  };
+}
+
+function sleep(ms: number) {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+// On its own: RABBITMQ_URL=… ODOO_URL=… ODOO_DB=… ODOO_USER=… ODOO_API_KEY=… npx tsx exercises/13-capstone/06-receiver.ts
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const receiver = await startReceiver({
+    amqpUrl: process.env.RABBITMQ_URL ?? 'amqp://localhost',
+    odoo: {
+      url: process.env.ODOO_URL ?? 'http://localhost:8069',
+      db: process.env.ODOO_DB ?? 'workbook',
+      user: process.env.ODOO_USER ?? 'admin',
+      apiKey: process.env.ODOO_API_KEY ?? 'admin',
+    },
+  });
+  void receiver.halted.then(() => (process.exitCode = 2));
+  const bye = () => void receiver.stop();
+  process.once('SIGINT', bye);
+  process.once('SIGTERM', bye);
+}

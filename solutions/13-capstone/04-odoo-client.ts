@@ -1,0 +1,148 @@
+// Exercise 13.4: an Odoo client that reads the answer's BODY: HTTP 200 is not success
+// Text: chapters/13-capstone/README.md   Check: npm run check 13.4   Hint: npm run hint 13.4
+//
+// Odoo's external API is JSON-RPC over HTTP: POST {url}/jsonrpc with
+//   {"jsonrpc":"2.0","method":"call","params":{"service":…,"method":…,"args":[…]},"id":n}
+// and it answers HTTP 200 even when it refuses: the body then has an `error` member
+// ({code, message, data: {name, message, arguments, debug}}) instead of `result`.
+// The seed acked on HTTP 200, and so lost every record Odoo rejected.
+// createOdooClient(config) must return a client whose
+//   1. authenticate() calls service "common", method "authenticate" [db, user, apiKey, {}]
+//      and returns the uid; `false` means Odoo refused the key: throw a 'fatal' OdooError,
+//   2. execute(model, method, args, kwargs) calls service "object", method "execute_kw"
+//      [db, uid, apiKey, model, method, args, kwargs] (authenticating first if needed)
+//      and returns `result`,
+//   3. throws OdooError with a `kind` that tells the receiver what to do:
+//        'retry'  network error, timeout, HTTP 5xx/429, a body that is not JSON, session
+//                 expired (code 100), database errors (psycopg2.*), anything unknown,
+//        'reject' the record itself is wrong: ValidationError, UserError, MissingError,
+//                 AccessError (and Python's ValueError/TypeError/KeyError),
+//        'fatal'  AccessDenied: the credentials are wrong; no retry will help.
+import { pathToFileURL } from 'node:url';
+
+export type FailureKind = 'retry' | 'reject' | 'fatal';
+
+export class OdooError extends Error {
+  constructor(
+    message: string,
+    /** What the caller should do about it. */
+    readonly kind: FailureKind,
+    /** Odoo's exception (error.data.name), or "network", "http.502"... */
+    readonly odooName: string,
+  ) {
+    super(message);
+    this.name = 'OdooError';
+  }
+}
+
+export interface OdooConfig {
+  /** Base URL, e.g. http://localhost:8069 */
+  url: string;
+  db: string;
+  user: string;
+  /** An API key (Preferences > Account Security), used in place of the password. */
+  apiKey: string;
+  timeoutMs?: number;
+}
+
+export interface OdooClient {
+  authenticate(): Promise<number>;
+  execute<T = unknown>(model: string, method: string, args: unknown[], kwargs?: Record<string, unknown>): Promise<T>;
+}
+
+const REJECTED = new Set([
+  'odoo.exceptions.ValidationError',
+  'odoo.exceptions.UserError',
+  'odoo.exceptions.MissingError',
+  'odoo.exceptions.AccessError',
+  'builtins.ValueError',
+  'builtins.TypeError',
+  'builtins.KeyError',
+]);
+
+/** What an Odoo error means for the message that caused it. */
+export function classify(name: string, code?: number): FailureKind {
+  if (code === 100 || name === 'odoo.http.SessionExpiredException') return 'retry';
+  if (name === 'odoo.exceptions.AccessDenied') return 'fatal';
+  if (REJECTED.has(name)) return 'reject';
+  return 'retry'; // psycopg2.* (serialization failures, a restarting database) and the unknown: try later
+}
+
+export function createOdooClient(config: OdooConfig): OdooClient {
+  const endpoint = `${config.url.replace(/\/+$/, '')}/jsonrpc`;
+  const timeoutMs = config.timeoutMs ?? 30_000;
+  let uid: number | undefined;
+  let seq = 0;
+
+  // #region rpc
+  async function rpc(service: string, method: string, args: unknown[]): Promise<unknown> {
+    let res: Response;
+    try {
+      res = await fetch(endpoint, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ jsonrpc: '2.0', method: 'call', params: { service, method, args }, id: ++seq }),
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).name;
+      throw new OdooError(`Odoo is unreachable at ${endpoint} (${cause})`, 'retry', 'network');
+    }
+    if (res.status >= 500 || res.status === 429) {
+      await res.body?.cancel();
+      throw new OdooError(`Odoo answered HTTP ${res.status} ${res.statusText}`, 'retry', `http.${res.status}`);
+    }
+    if (res.status !== 200) {
+      await res.body?.cancel();
+      throw new OdooError(`HTTP ${res.status} from ${endpoint}: is ODOO_URL right?`, 'fatal', `http.${res.status}`);
+    }
+    let body: { result?: unknown; error?: { code?: number; message?: string; data?: { name?: string; message?: string } } };
+    try {
+      body = (await res.json()) as typeof body;
+    } catch {
+      throw new OdooError(`Odoo answered HTTP 200 with a body that is not JSON`, 'retry', 'http.invalid-body');
+    }
+    // HTTP 200 says nothing: Odoo reports its refusals in the body.
+    if (body.error) {
+      const name = body.error.data?.name ?? 'unknown';
+      const message = body.error.data?.message ?? body.error.message ?? 'no message';
+      throw new OdooError(`${name}: ${message}`, classify(name, body.error.code), name);
+    }
+    return body.result;
+  }
+  // #endregion
+
+  async function authenticate(): Promise<number> {
+    const result = await rpc('common', 'authenticate', [config.db, config.user, config.apiKey, {}]);
+    if (typeof result !== 'number' || result <= 0) {
+      throw new OdooError(`Odoo refused the login "${config.user}" on database "${config.db}" with this API key`, 'fatal', 'odoo.exceptions.AccessDenied');
+    }
+    uid = result;
+    return result;
+  }
+
+  return {
+    authenticate,
+    async execute<T>(model: string, method: string, args: unknown[], kwargs: Record<string, unknown> = {}): Promise<T> {
+      const id = uid ?? (await authenticate());
+      try {
+        return (await rpc('object', 'execute_kw', [config.db, id, config.apiKey, model, method, args, kwargs])) as T;
+      } catch (err) {
+        if (err instanceof OdooError && err.odooName === 'odoo.http.SessionExpiredException') uid = undefined; // log in again next time
+        throw err;
+      }
+    },
+  };
+}
+
+// On its own: ODOO_URL=… ODOO_DB=… ODOO_USER=… ODOO_API_KEY=… npx tsx solutions/13-capstone/04-odoo-client.ts
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const odoo = createOdooClient({
+    url: process.env.ODOO_URL ?? 'http://localhost:8069',
+    db: process.env.ODOO_DB ?? 'workbook',
+    user: process.env.ODOO_USER ?? 'admin',
+    apiKey: process.env.ODOO_API_KEY ?? 'admin',
+  });
+  console.log(`uid ${await odoo.authenticate()}`);
+  console.log(await odoo.execute('res.partner', 'search_read', [[]], { fields: ['name'], limit: 5 }));
+}
