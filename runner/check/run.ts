@@ -7,12 +7,38 @@ import type { Exercise } from '../manifest/load.js';
 import { compareVersions, type BrokerInfo } from '../broker/types.js';
 import { restartBroker } from '../broker/restart.js';
 import { createSandbox, forget, type Sandbox } from '../sandbox/sandbox.js';
-import { rel } from '../paths.js';
+import { rel, ROOT } from '../paths.js';
 import type { FromWorker, ToWorker, WorkerJob, WorkerResult } from './protocol.js';
-import type { TargetKind, Verdict } from './verdict.js';
+import type { Finding, TargetKind, Verdict } from './verdict.js';
 import { keptVhosts } from './kept.js';
+import { buildFile, CompileError, syncBuild } from './build.js';
+import { fileURLToPath } from 'node:url';
 
-const BOOT = new URL('./worker-boot.mjs', import.meta.url);
+// Workers run the compiled tree (runner/check/build.ts), without tsx.
+const WORKER_MAIN = fileURLToPath(new URL('./worker-main.ts', import.meta.url));
+let built = false;
+
+/** Compiles what the job needs; a compile error in the code under check is returned as a verdict's finding. */
+function prepare(job: CheckJob): { checkPath: string; targetPath: string; workerPath: string } | { error: Finding } {
+  if (!built) {
+    syncBuild(); // once per process: the whole tree, incrementally
+    built = true;
+  }
+  try {
+    for (const file of job.target === 'exercise' ? job.exercise.starterFiles : []) buildFile(file);
+    const targetPath = buildFile(job.targetPath);
+    return { checkPath: buildFile(job.exercise.checkPath), targetPath, workerPath: buildFile(WORKER_MAIN) };
+  } catch (err) {
+    if (!(err instanceof CompileError)) throw err;
+    return {
+      error: {
+        summary: `${path.relative(ROOT, err.file)} does not compile: ${err.message}`,
+        why: 'Before it can check anything, the checker loads your file. A syntax error stops it there.',
+        fix: `Fix the line above (your editor shows it too), or run the file on its own: npx tsx ${rel(err.file)}`,
+      },
+    };
+  }
+}
 
 export interface CheckJob {
   exercise: Exercise;
@@ -73,7 +99,7 @@ export class RestartBarrier {
 let spare: Worker | undefined;
 
 function startWorker(job?: WorkerJob): Worker {
-  const worker = new Worker(BOOT, { workerData: job, stdout: true, stderr: true });
+  const worker = new Worker(buildFile(WORKER_MAIN), { workerData: job, stdout: true, stderr: true });
   // The learner's console output is not judged; keep it out of the verdict display.
   worker.stdout.resume();
   worker.stderr.resume();
@@ -157,7 +183,11 @@ async function checkInSandbox(job: CheckJob, broker: BrokerInfo, opts: RunOption
     return { ...base, status: 'error', finding: { summary: `Could not create a sandbox vhost: ${(err as Error).message}` }, steps: [], notes: [], durationMs: Date.now() - started };
   }
 
-  const result = await runInWorker(job, broker, sandbox.vhost, barrier, opts.onStep);
+  const compiled = prepare(job);
+  const result =
+    'error' in compiled
+      ? { status: 'failed' as const, finding: compiled.error, steps: [], notes: [] }
+      : await runInWorker({ ...job, targetPath: compiled.targetPath }, compiled.checkPath, broker, sandbox.vhost, barrier, opts.onStep);
   const verdict: Verdict = { ...base, ...result, vhost: sandbox.vhost, durationMs: Date.now() - started };
 
   if (opts.keepFailedSandbox && job.target === 'exercise') {
@@ -172,11 +202,11 @@ async function checkInSandbox(job: CheckJob, broker: BrokerInfo, opts: RunOption
   return verdict;
 }
 
-function runInWorker(job: CheckJob, broker: BrokerInfo, vhost: string, barrier: RestartBarrier, onStep?: RunOptions['onStep']): Promise<WorkerResult> {
+function runInWorker(job: CheckJob, checkPath: string, broker: BrokerInfo, vhost: string, barrier: RestartBarrier, onStep?: RunOptions['onStep']): Promise<WorkerResult> {
   const { exercise } = job;
   const workerJob: WorkerJob = {
     id: exercise.id,
-    checkPath: exercise.checkPath,
+    checkPath,
     targetPath: job.targetPath,
     target: job.target,
     vhost,
@@ -257,7 +287,8 @@ export async function runChecks(
 ): Promise<Verdict[]> {
   const concurrency = opts.concurrency ?? Math.max(2, availableParallelism());
   const results = new Map<CheckJob, Verdict>();
-  const shared = jobs.filter((j) => !j.exercise.restartsBroker);
+  // Long checks first (their time bound says which), so they do not end up alone at the end.
+  const shared = jobs.filter((j) => !j.exercise.restartsBroker).sort((a, b) => b.exercise.timeoutMs - a.exercise.timeoutMs);
   const alone = jobs.filter((j) => j.exercise.restartsBroker);
 
   let next = 0;
@@ -282,4 +313,3 @@ export async function runChecks(
   return jobs.map((j) => results.get(j)!);
 }
 
-export const workerBootPath = path.resolve(BOOT.pathname);
