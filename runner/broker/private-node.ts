@@ -117,7 +117,8 @@ export async function startPrivateNode(opts: StartOptions = {}): Promise<BrokerI
   // Default ports when free, otherwise free ones; the node name is unique per state directory (per clone).
   const amqpPort = await pickPort(previous?.amqpPort ?? 5672);
   const managementPort = await pickPort(previous?.managementPort ?? 15672, [amqpPort]);
-  const distPort = await pickPort(amqpPort + 20000, [amqpPort, managementPort]);
+  // RabbitMQ's convention is AMQP port + 20000; a free high AMQP port leaves no room for that.
+  const distPort = await pickPort(amqpPort + 20000 <= 65535 ? amqpPort + 20000 : 25672, [amqpPort, managementPort]);
   const nodeName = previous?.nodeName ?? `workbook-${createHash('sha1').update(dir).digest('hex').slice(0, 6)}@localhost`;
   const state: NodeState = { nodeName, amqpPort, managementPort, distPort, server };
 
