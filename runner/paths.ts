@@ -1,13 +1,10 @@
 // Where things live. Every other module asks here instead of building paths itself,
 // so moving a folder is a one-line change.
-import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import { ROOT } from './build.mjs';
 
-// Check workers run a compiled copy of this file under node_modules/.cache/ (see
-// runner/check/build.ts): the project root is then the folder holding node_modules.
-const here = path.dirname(fileURLToPath(import.meta.url));
-const compiled = here.indexOf(`${path.sep}node_modules${path.sep}.cache${path.sep}rabbitmq-workbook`);
-export const ROOT = compiled >= 0 ? here.slice(0, compiled) : path.resolve(here, '..');
+// The runner usually runs compiled, from node_modules/.cache/ (runner/build.mjs knows the root).
+export { ROOT };
 
 /** Learner state: progress, backups, the private broker. Git-ignored. */
 export const STATE_DIR = process.env.WORKBOOK_STATE_DIR ?? path.join(ROOT, '.workbook');

@@ -15,7 +15,7 @@ const { WORKBOOK_BROKER: _forced, ...inherited } = process.env;
 async function cli(args: string[], env: Record<string, string> = {}) {
   const state = mkdtempSync(path.join(tmpdir(), 'wb-cli-'));
   try {
-    const { stdout, stderr } = await promisify(execFile)(path.join(root, 'node_modules/.bin/tsx'), ['runner/cli.ts', ...args], {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, ['runner/start.mjs', ...args], {
       cwd: root,
       // Point the runner at the test broker, whatever its ports, and keep progress out of the real state.
       env: { ...inherited, WORKBOOK_STATE_DIR: state, RABBITMQ_URL: broker.amqpUrl, RABBITMQ_MANAGEMENT_URL: broker.managementUrl, ...env },
@@ -97,7 +97,7 @@ describe('reset', () => {
     const starter = readFileSync(file, 'utf8');
     writeFileSync(file, '// my attempt\n');
     const state = mkdtempSync(path.join(tmpdir(), 'wb-state-'));
-    const { stdout } = await promisify(execFile)(path.join(root, 'node_modules/.bin/tsx'), ['runner/cli.ts', 'reset', '2.1'], {
+    const { stdout } = await promisify(execFile)(process.execPath, ['runner/start.mjs', 'reset', '2.1'], {
       cwd: clone,
       env: { ...inherited, WORKBOOK_STATE_DIR: state, RABBITMQ_URL: broker.amqpUrl, RABBITMQ_MANAGEMENT_URL: broker.managementUrl },
     });

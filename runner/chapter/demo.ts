@@ -2,7 +2,7 @@
 // afterwards so the learner can explore it in the management UI, then narrates what
 // the broker holds now.
 import { existsSync } from 'node:fs';
-import { pathToFileURL } from 'node:url';
+import { importModule } from '../import-module.js';
 import amqp from 'amqplib';
 import Table from 'cli-table3';
 import pc from 'picocolors';
@@ -27,7 +27,7 @@ export async function runDemo(chapter: Chapter, broker: BrokerInfo, out: (line: 
   const url = vhostUrl(broker, vhost);
 
   out(pc.bold(`\n▶ Live demo: chapter ${chapter.number}, against RabbitMQ ${broker.version}, in vhost "${vhost}"\n`));
-  const demo = (await import(pathToFileURL(chapter.demoPath).href)).demo as Demo;
+  const { demo } = await importModule<{ demo: Demo }>(chapter.demoPath);
   const started = Date.now();
   await withTimeout(demo(url, (line) => out(`  ${pc.cyan('•')} ${line}`)), 60_000, 'the demo did not finish within 60 s');
   out(pc.dim(`  (${((Date.now() - started) / 1000).toFixed(2)} s)`));

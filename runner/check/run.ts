@@ -11,11 +11,10 @@ import { rel, ROOT } from '../paths.js';
 import type { FromWorker, ToWorker, WorkerJob, WorkerResult } from './protocol.js';
 import type { Finding, TargetKind, Verdict } from './verdict.js';
 import { keptVhosts } from './kept.js';
-import { buildFile, CompileError, syncBuild } from './build.js';
-import { fileURLToPath } from 'node:url';
+import { buildFile, CompileError, syncBuild } from '../build.mjs';
 
-// Workers run the compiled tree (runner/check/build.ts), without tsx.
-const WORKER_MAIN = fileURLToPath(new URL('./worker-main.ts', import.meta.url));
+// Workers run the compiled tree (runner/build.mjs), without tsx.
+const WORKER_MAIN = path.join(ROOT, 'runner', 'check', 'worker-main.ts');
 let built = false;
 
 /** Compiles what the job needs; a compile error in the code under check is returned as a verdict's finding. */

@@ -1,6 +1,6 @@
 // npm run lab confirms: chapter 4's publisher-confirms lab on the learner's broker.
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { importModule } from '../import-module.js';
 import { existsSync } from 'node:fs';
 import { broker } from '../session.js';
 import { vhostUrl } from '../broker/types.js';
@@ -19,7 +19,7 @@ export async function labCommand(name: string, opts: { messages: string }): Prom
   if (!Number.isInteger(messages) || messages <= 0) throw new UserError('--messages must be a positive whole number', EXIT.USAGE);
   const file = path.join(paths.chapters, '04-producers', 'confirms-lab.ts');
   if (!existsSync(file)) throw new UserError('The confirms lab (chapter 4) is not in this workbook yet.', EXIT.USAGE);
-  const lab = (await import(pathToFileURL(file).href)) as ConfirmsLab;
+  const lab = await importModule<ConfirmsLab>(file);
   const b = await broker();
   // Its own vhost, so the lab's queue never meets the learner's.
   const vhost = 'workbook-lab-confirms';
