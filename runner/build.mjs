@@ -1,5 +1,5 @@
-// Compiles the project's TypeScript into node_modules/.cache/rabbitmq-workbook/ (inside the
-// project, so packages still resolve), each file only when its source changed: .ts files
+// Compiles the project's TypeScript into .workbook/build/ (inside the project, so packages
+// still resolve from its node_modules), each file only when its source changed: .ts files
 // by esbuild, other files (SQL) copied. Relative imports already end in .js, so the
 // compiled tree runs as it is.
 //
@@ -14,7 +14,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { transformSync } from 'esbuild';
 
-const CACHE = path.join('node_modules', '.cache', 'rabbitmq-workbook');
+// Always under the project itself (not WORKBOOK_STATE_DIR): packages must resolve from here.
+const CACHE = path.join('.workbook', 'build');
 const here = path.dirname(fileURLToPath(import.meta.url));
 const compiled = here.indexOf(path.sep + CACHE);
 
@@ -37,7 +38,7 @@ export class CompileError extends Error {
 
 /** Brings the compiled tree up to date. Cheap when nothing changed (one stat per file). */
 export function syncBuild() {
-  // Inside node_modules, Node does not look further up for "type": "module".
+  // Say "ES modules" here, whatever the folders above say.
   const pkg = path.join(BUILD_DIR, 'package.json');
   if (!existsSync(pkg)) writeAtomic(pkg, '{ "type": "module" }\n');
   for (const dir of MIRRORED) syncDir(path.join(ROOT, dir));
@@ -84,7 +85,7 @@ function syncDir(dir) {
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
     const full = path.join(dir, entry.name);
     if (entry.isDirectory()) {
-      if (entry.name !== 'node_modules') syncDir(full);
+      if (entry.name !== 'node_modules' && entry.name !== '.workbook') syncDir(full);
     } else if (!entry.name.endsWith('.md') && !entry.name.endsWith('.d.ts') && !entry.name.endsWith('.d.mts')) {
       try {
         buildFile(full);

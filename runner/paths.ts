@@ -3,7 +3,7 @@
 import path from 'node:path';
 import { ROOT } from './build.mjs';
 
-// The runner usually runs compiled, from node_modules/.cache/ (runner/build.mjs knows the root).
+// The runner usually runs compiled, from .workbook/build/ (runner/build.mjs knows the root).
 export { ROOT };
 
 /** Learner state: progress, backups, the private broker. Git-ignored. */
