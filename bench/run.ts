@@ -161,7 +161,7 @@ async function main() {
 
   // 4. The full self-check on the bench's own broker (restarts allowed), amortised per exercise.
   const started = Date.now();
-  const result = await runSelfCheck(workbook, broker, workbook.exercises, { concurrency: 6 });
+  const result = await runSelfCheck(workbook, broker, workbook.exercises);
   const total = Date.now() - started;
   const perExercise = total / workbook.exercises.length;
   rows.push({

@@ -55,6 +55,9 @@ function exportedNames(source: string): string[] {
   return [...source.matchAll(/^export\s+(?:async\s+)?(?:function\*?|const|let|class|interface|type)\s+(\w+)/gm)].map((m) => m[1]!).sort();
 }
 
+/** Lanes for the self-check: most of a check is waiting on the broker, so more lanes than cores pay off. */
+export const SELFCHECK_CONCURRENCY = 10;
+
 export interface SelfCheckResult {
   verdicts: Verdict[];
   problems: Problem[];
@@ -63,7 +66,7 @@ export interface SelfCheckResult {
 /** Every target of every exercise against the live broker, judged against what the manifest expects. */
 export async function runSelfCheck(workbook: Workbook, broker: BrokerInfo, exercises: Exercise[] = workbook.exercises, opts: { concurrency?: number; onVerdict?: (v: Verdict) => void } = {}): Promise<SelfCheckResult> {
   const jobs: CheckJob[] = exercises.flatMap((e) => [jobFor(e, 'exercise'), jobFor(e, 'solution'), ...e.wrong.map((w) => jobFor(e, 'wrong', w.name))]);
-  const verdicts = await runChecks(jobs, broker, { concurrency: opts.concurrency, onVerdict: opts.onVerdict });
+  const verdicts = await runChecks(jobs, broker, { concurrency: opts.concurrency ?? SELFCHECK_CONCURRENCY, onVerdict: opts.onVerdict });
   const problems: Problem[] = [];
   for (const v of verdicts) {
     const problem = judge(workbook, v);

@@ -11,7 +11,7 @@ describe('workbook self-check', () => {
   for (const chapter of workbook.chapters) {
     if (chapter.exercises.length === 0) continue;
     it(`chapter ${chapter.number}: starters fail, solutions pass, known-wrong variants fail as expected`, { timeout: 600_000 }, async () => {
-      const { problems } = await runSelfCheck(workbook, broker, chapter.exercises, { concurrency: 6 });
+      const { problems } = await runSelfCheck(workbook, broker, chapter.exercises);
       expect(problems).toEqual([]);
     });
   }

@@ -56,7 +56,8 @@ export class RestartBarrier {
   private waiting: ((r: { ok: boolean; reason?: string }) => void)[] = [];
   private restarting = false;
 
-  constructor(private readonly broker: BrokerInfo) {}
+  /** `hold`: the restart also waits for this (the checks that must not see it have finished). */
+  constructor(private readonly broker: BrokerInfo, private readonly hold: Promise<void> = Promise.resolve()) {}
 
   join(): void {
     this.active++;
@@ -80,6 +81,7 @@ export class RestartBarrier {
   private async maybeRestart(): Promise<void> {
     if (this.restarting || this.waiting.length === 0 || this.waiting.length < this.active) return;
     this.restarting = true;
+    await this.hold;
     const batch = this.waiting.splice(0);
     const result = await restartBroker(this.broker).then(
       () => ({ ok: true }),
@@ -278,7 +280,10 @@ function runInWorker(job: CheckJob, checkPath: string, broker: BrokerInfo, vhost
   });
 }
 
-/** Runs many checks: ordinary ones `concurrency` at a time, broker-restarting ones alone at the end. */
+/**
+ * Runs many checks: ordinary ones `concurrency` at a time; broker-restarting ones side by
+ * side with them until they ask for the restart, which waits until the ordinary ones are done.
+ */
 export async function runChecks(
   jobs: CheckJob[],
   broker: BrokerInfo,
@@ -290,25 +295,25 @@ export async function runChecks(
   const shared = jobs.filter((j) => !j.exercise.restartsBroker).sort((a, b) => b.exercise.timeoutMs - a.exercise.timeoutMs);
   const alone = jobs.filter((j) => j.exercise.restartsBroker);
 
+  const record = (job: CheckJob, v: Verdict) => {
+    results.set(job, v);
+    opts.onVerdict?.(v);
+  };
+  let sharedDone: () => void = () => undefined;
+  const barrier = new RestartBarrier(broker, new Promise<void>((resolve) => (sharedDone = resolve)));
+  // Broker-restarting checks start now, all together; the restart waits for the others to finish.
+  const restarting = alone.map(async (job) => record(job, await runCheck(job, broker, { ...opts, barrier })));
+
   let next = 0;
   const lane = async () => {
     while (next < shared.length) {
       const job = shared[next++]!;
-      const v = await runCheck(job, broker, opts);
-      results.set(job, v);
-      opts.onVerdict?.(v);
+      record(job, await runCheck(job, broker, opts));
     }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, shared.length) }, lane));
-  // Then the broker-restarting checks, together, with nothing else running.
-  const barrier = new RestartBarrier(broker);
-  await Promise.all(
-    alone.map(async (job) => {
-      const v = await runCheck(job, broker, { ...opts, barrier });
-      results.set(job, v);
-      opts.onVerdict?.(v);
-    }),
-  );
+  sharedDone();
+  await Promise.all(restarting);
   return jobs.map((j) => results.get(j)!);
 }
 

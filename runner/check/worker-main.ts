@@ -16,9 +16,6 @@ const job: WorkerJob =
   (workerData as WorkerJob | undefined) ??
   (await new Promise<WorkerJob>((resolve) => port.once('message', (msg: ToWorker) => msg.type === 'job' && resolve(msg.job))));
 
-// Compiled with inline source maps: stack traces point at the TypeScript lines.
-process.setSourceMapsEnabled(true);
-
 // Must run before the learner's module is imported, so its sockets are seen.
 startTracking();
 

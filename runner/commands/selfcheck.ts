@@ -13,7 +13,6 @@ export async function selfcheckCommand(ids: string[], opts: { verbose?: boolean 
   const b = await broker();
   const started = Date.now();
   const result = await runSelfCheck(wb, b, exercises, {
-    concurrency: 10, // most of a check is waiting on the broker, so more lanes than cores pay off
     onVerdict: (v) => {
       const expectedFail = v.target !== 'solution';
       const ok = v.status === 'skipped' || (expectedFail ? v.status === 'failed' : v.status === 'passed');
