@@ -1,5 +1,6 @@
 // Runs checks: one worker thread per check, in a sandbox vhost of its own, within the
-// exercise's time bound. Checks that restart the broker run alone, after the others.
+// exercise's time bound. Checks that restart the broker share one restart, made once
+// the other checks have finished.
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
@@ -17,16 +18,22 @@ import { buildFile, CompileError, syncBuild } from '../build.mjs';
 const WORKER_MAIN = path.join(ROOT, 'runner', 'check', 'worker-main.ts');
 let built = false;
 
-/** Compiles what the job needs; a compile error in the code under check is returned as a verdict's finding. */
-function prepare(job: CheckJob): { checkPath: string; targetPath: string; workerPath: string } | { error: Finding } {
+/** The compiled worker entry, after bringing the whole tree up to date once per process. */
+function workerMain(): string {
   if (!built) {
-    syncBuild(); // once per process: the whole tree, incrementally
+    syncBuild();
     built = true;
   }
+  return buildFile(WORKER_MAIN);
+}
+
+/** Compiles what the job needs; a compile error in the code under check is returned as a verdict's finding. */
+function prepare(job: CheckJob): { checkPath: string; targetPath: string } | { error: Finding } {
+  workerMain();
   try {
+    // The learner's siblings too (e.g. an .sql file the exercise reads).
     for (const file of job.target === 'exercise' ? job.exercise.starterFiles : []) buildFile(file);
-    const targetPath = buildFile(job.targetPath);
-    return { checkPath: buildFile(job.exercise.checkPath), targetPath, workerPath: buildFile(WORKER_MAIN) };
+    return { checkPath: buildFile(job.exercise.checkPath), targetPath: buildFile(job.targetPath) };
   } catch (err) {
     if (!(err instanceof CompileError)) throw err;
     return {
@@ -47,9 +54,9 @@ export interface CheckJob {
 }
 
 /**
- * Checks that restart the broker run as one group, alone. Their restart requests are
- * coalesced: when every running check of the group is waiting for a restart (or has
- * finished), the broker restarts once and they all continue. Three checks, one restart.
+ * Checks that restart the broker share one restart. Their requests are coalesced: when
+ * every check of the group is waiting for a restart (or has finished), and `hold` says the
+ * other checks are done, the broker restarts once and they all continue.
  */
 export class RestartBarrier {
   private active = 0;
@@ -94,13 +101,13 @@ export class RestartBarrier {
 }
 
 /**
- * A worker started ahead of time has tsx, amqplib and the check vocabulary loaded and
+ * A worker started ahead of time has amqplib and the check vocabulary loaded and
  * waits for its job: watch mode keeps one ready so a save gets its verdict sooner.
  */
 let spare: Worker | undefined;
 
 function startWorker(job?: WorkerJob): Worker {
-  const worker = new Worker(buildFile(WORKER_MAIN), { workerData: job, stdout: true, stderr: true });
+  const worker = new Worker(workerMain(), { workerData: job, stdout: true, stderr: true });
   // The learner's console output is not judged; keep it out of the verdict display.
   worker.stdout.resume();
   worker.stderr.resume();
