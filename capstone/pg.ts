@@ -208,17 +208,26 @@ interface SharedState {
  * The shared cluster: DATABASE_URL when set, else the embedded one under the state
  * directory, started when it is not running. Safe to call from many processes at once.
  */
+const sharedStateFile = path.join(sharedClusterDir, 'cluster.json');
+const readSharedState = (): SharedState | undefined => {
+  try {
+    return JSON.parse(readFileSync(sharedStateFile, 'utf8')) as SharedState;
+  } catch {
+    return undefined;
+  }
+};
+const describe = (port: number) => localCluster(port, `embedded Postgres (${sharedClusterDir}, port ${port})`);
+
+/** True when the shared embedded cluster is up (whoever started it). */
+export async function sharedClusterRunning(): Promise<boolean> {
+  const known = readSharedState();
+  return known !== undefined && (await answers(describe(known.port)));
+}
+
 export async function sharedCluster(): Promise<PgCluster> {
   if (process.env.DATABASE_URL) return clusterFromUrl(process.env.DATABASE_URL);
-  const stateFile = path.join(sharedClusterDir, 'cluster.json');
-  const read = (): SharedState | undefined => {
-    try {
-      return JSON.parse(readFileSync(stateFile, 'utf8')) as SharedState;
-    } catch {
-      return undefined;
-    }
-  };
-  const describe = (port: number) => localCluster(port, `embedded Postgres (${sharedClusterDir}, port ${port})`);
+  const stateFile = sharedStateFile;
+  const read = readSharedState;
   const known = read();
   if (known && (await answers(describe(known.port)))) return describe(known.port);
 

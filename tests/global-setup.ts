@@ -5,6 +5,7 @@ import type { TestProject } from 'vitest/node';
 import { findBroker } from '../runner/broker/find.js';
 import { probePrivateNode, stopPrivateNode } from '../runner/broker/private-node.js';
 import type { BrokerInfo } from '../runner/broker/types.js';
+import { sharedClusterRunning, stopSharedCluster } from '../capstone/pg.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -14,10 +15,14 @@ declare module 'vitest' {
 
 export default async function setup(project: TestProject) {
   const wasRunning = await probePrivateNode();
+  const postgresWasRunning = await sharedClusterRunning();
   const broker = await findBroker({ spinner: false });
   console.log(`tests use RabbitMQ ${broker.version}: ${broker.description}`);
   project.provide('broker', broker);
+  // Leave the machine as it was: stop what this run started (the capstone's checks start Postgres).
   return async () => {
-    if (broker.source === 'private' && !wasRunning && !process.env.WORKBOOK_KEEP_BROKER) await stopPrivateNode();
+    if (process.env.WORKBOOK_KEEP_SERVICES) return;
+    if (broker.source === 'private' && !wasRunning) await stopPrivateNode();
+    if (!postgresWasRunning) await stopSharedCluster();
   };
 }
