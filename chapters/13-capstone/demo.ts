@@ -106,6 +106,7 @@ export async function demo(url: string, say: (line: string) => void): Promise<vo
     await naiveDb.drop().catch(() => undefined);
     await bridgeDb.drop().catch(() => undefined);
   }
+  say('Postgres keeps running for the exercises, like the broker: `npm run capstone -- down` stops it.');
 
   async function fetchStats() {
     return odoo.stats.errors['odoo.exceptions.ValidationError'] ?? 0;
