@@ -10,7 +10,7 @@ import amqp from 'amqplib';
 import pg from 'pg';
 import { ROOT, STATE_DIR } from '../runner/paths.js';
 import { findBroker } from '../runner/broker/find.js';
-import { managementFor } from '../runner/sandbox/sandbox.js';
+import { managementFor } from '../runner/broker/management.js';
 import { vhostUrl, type BrokerInfo } from '../runner/broker/types.js';
 import { DEAD_LETTER_QUEUE, QUEUE, RETRY_DELAYS_MS, retryQueue } from '../solutions/13-capstone/02-topology.js';
 import { createOdooClient, type OdooConfig } from '../solutions/13-capstone/04-odoo-client.js';

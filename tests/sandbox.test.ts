@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
 import { loadManifest } from '../runner/manifest/load.js';
 import { runCheck } from '../runner/check/run.js';
-import { managementFor } from '../runner/sandbox/sandbox.js';
+import { managementFor } from '../runner/broker/management.js';
 
 const broker = inject('broker');
 const exercise = { ...loadManifest().exercise('2.1')!, timeoutMs: 2000 };

@@ -2,6 +2,7 @@
 // Only the calls the workbook needs; every path segment is URL-encoded ("/" is %2F).
 import http from 'node:http';
 import https from 'node:https';
+import type { BrokerInfo } from './types.js';
 export interface QueueInfo {
   name: string;
   vhost: string;
@@ -188,6 +189,11 @@ function send(url: string, method: string, headers: Record<string, string>, body
     req.on('error', reject);
     req.end(body);
   });
+}
+
+/** The management API client for a broker the runner found. */
+export function managementFor(broker: BrokerInfo): ManagementClient {
+  return new ManagementClient(broker.managementUrl, broker.username, broker.password);
 }
 
 export function enc(segment: string): string {

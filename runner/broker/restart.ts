@@ -1,14 +1,10 @@
 // Restarting the broker's application (not the OS process) for checks whose lesson is
 // "does it survive a restart?". Only for brokers the workbook started itself.
-import { ManagementClient } from './management.js';
+import { managementFor } from './management.js';
 import { isListening } from './ports.js';
 import { rabbitmqctl } from './private-node.js';
 import { dockerExec } from './docker.js';
 import type { BrokerInfo } from './types.js';
-
-export function canRestart(broker: BrokerInfo): boolean {
-  return broker.restart !== undefined;
-}
 
 /** stop_app + start_app, then waits until AMQP and the management API answer again. */
 export async function restartBroker(broker: BrokerInfo): Promise<void> {
@@ -18,7 +14,7 @@ export async function restartBroker(broker: BrokerInfo): Promise<void> {
     handle.kind === 'private' ? rabbitmqctl(handle, args) : dockerExec(handle.containerId, ['rabbitmqctl', ...args]);
   await run(['stop_app']);
   await run(['start_app']);
-  const mgmt = new ManagementClient(broker.managementUrl, broker.username, broker.password);
+  const mgmt = managementFor(broker);
   const port = Number(new URL(broker.amqpUrl).port || 5672);
   const host = new URL(broker.amqpUrl).hostname;
   const deadline = Date.now() + 60_000;

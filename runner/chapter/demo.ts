@@ -7,9 +7,8 @@ import amqp from 'amqplib';
 import Table from 'cli-table3';
 import pc from 'picocolors';
 import type { Chapter } from '../manifest/load.js';
-import { enc } from '../broker/management.js';
 import { vhostUrl, type BrokerInfo } from '../broker/types.js';
-import { managementFor } from '../sandbox/sandbox.js';
+import { enc, managementFor } from '../broker/management.js';
 
 /** What a chapter's demo.ts exports. `say` narrates a step. */
 export type Demo = (url: string, say: (line: string) => void) => Promise<void>;

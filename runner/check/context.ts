@@ -3,7 +3,7 @@
 // a management API client, the checker's own AMQP connection, and helpers that turn
 // what the broker shows into findings a beginner can act on.
 import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type GetMessage } from 'amqplib';
-import { ManagementClient, enc, type ConsumerInfo, type QueueInfo } from '../broker/management.js';
+import { managementFor, enc, type ConsumerInfo, type ManagementClient, type QueueInfo } from '../broker/management.js';
 import { compareVersions, type BrokerInfo } from '../broker/types.js';
 import { explainError } from './explain-error.js';
 import { connectionsOpenedTo, cutConnectionsTo, ignoreSocket, openConnectionsTo } from './socket-tracker.js';
@@ -36,7 +36,7 @@ export class CheckContext<T = unknown> {
     this.vhost = init.vhost;
     this.broker = init.broker;
     this.url = `${init.broker.amqpUrl}/${enc(init.vhost)}`;
-    this.mgmt = new ManagementClient(init.broker.managementUrl, init.broker.username, init.broker.password);
+    this.mgmt = managementFor(init.broker);
     this.amqpPort = Number(new URL(init.broker.amqpUrl).port || 5672);
   }
 

@@ -3,7 +3,7 @@
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { STATE_DIR } from '../paths.js';
-import { managementFor } from '../sandbox/sandbox.js';
+import { managementFor } from '../broker/management.js';
 import type { BrokerInfo } from '../broker/types.js';
 
 const file = path.join(STATE_DIR, 'kept-vhosts.json');

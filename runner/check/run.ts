@@ -12,11 +12,12 @@ import { rel, ROOT } from '../paths.js';
 import type { FromWorker, ToWorker, WorkerJob, WorkerResult } from './protocol.js';
 import type { Finding, TargetKind, Verdict } from './verdict.js';
 import { keptVhosts } from './kept.js';
-import { buildFile, CompileError, syncBuild } from '../build.mjs';
+import { buildFile, CompileError, IS_COMPILED, syncBuild } from '../build.mjs';
 
 // Workers run the compiled tree (runner/build.mjs), without tsx.
 const WORKER_MAIN = path.join(ROOT, 'runner', 'check', 'worker-main.ts');
-let built = false;
+// Under runner/start.mjs the tree was brought up to date at start-up; in-process use (tests, bench) does it here once.
+let built = IS_COMPILED;
 
 /** The compiled worker entry, after bringing the whole tree up to date once per process. */
 function workerMain(): string {

@@ -5,7 +5,7 @@ import { findBroker } from '../broker/find.js';
 import { locateServer, readNodeState } from '../broker/private-node.js';
 import { dockerDaemonAnswers } from '../broker/docker.js';
 import { isListening } from '../broker/ports.js';
-import { ManagementClient } from '../broker/management.js';
+import { managementFor } from '../broker/management.js';
 import { compareVersions, type BrokerInfo } from '../broker/types.js';
 import { EXIT } from '../exit-codes.js';
 
@@ -40,7 +40,7 @@ export async function doctorCommand(): Promise<number> {
 
   if (broker) {
     rows.push({ what: 'Broker', level: 'ok', detail: `RabbitMQ ${broker.version}, ${broker.description}` });
-    const mgmt = await new ManagementClient(broker.managementUrl, broker.username, broker.password).overview().then(
+    const mgmt = await managementFor(broker).overview().then(
       () => ({ level: 'ok' as const, detail: broker!.managementUrl }),
       (e: Error) => ({ level: 'fail' as const, detail: e.message }),
     );

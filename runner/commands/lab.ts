@@ -4,7 +4,7 @@ import { importModule } from '../import-module.js';
 import { existsSync } from 'node:fs';
 import { broker } from '../session.js';
 import { vhostUrl } from '../broker/types.js';
-import { managementFor } from '../sandbox/sandbox.js';
+import { managementFor } from '../broker/management.js';
 import { paths } from '../paths.js';
 import { EXIT, UserError } from '../exit-codes.js';
 

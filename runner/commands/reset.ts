@@ -9,7 +9,7 @@ import { resolveOne } from '../ids.js';
 import { updateProgress } from '../progress.js';
 import { paths, rel, ROOT } from '../paths.js';
 import { findBroker } from '../broker/find.js';
-import { managementFor } from '../sandbox/sandbox.js';
+import { managementFor } from '../broker/management.js';
 import { keptVhosts } from '../check/kept.js';
 import { EXIT, UserError } from '../exit-codes.js';
 

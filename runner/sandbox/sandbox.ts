@@ -4,7 +4,7 @@
 // by side without seeing each other.
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
-import { ManagementClient } from '../broker/management.js';
+import { managementFor, type ManagementClient } from '../broker/management.js';
 import type { BrokerInfo } from '../broker/types.js';
 
 const PREFIX = 'wb-';
@@ -16,10 +16,6 @@ const live = new Set<{ mgmt: ManagementClient; vhost: string }>();
 export interface Sandbox {
   vhost: string;
   dispose(): Promise<void>;
-}
-
-export function managementFor(broker: BrokerInfo): ManagementClient {
-  return new ManagementClient(broker.managementUrl, broker.username, broker.password);
 }
 
 /** A fresh vhost, with full permissions for the broker user. `label` goes into the name for people reading the UI. */

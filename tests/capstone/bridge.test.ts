@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { findBroker } from '../../runner/broker/find.js';
-import { managementFor } from '../../runner/sandbox/sandbox.js';
+import { managementFor } from '../../runner/broker/management.js';
 import { vhostUrl, type BrokerInfo } from '../../runner/broker/types.js';
 import { createDatabase, startCluster, type OwnedCluster } from '../../capstone/pg.js';
 import { startOdooStandIn, type OdooStandIn } from '../../capstone/odoo/server.js';
