@@ -4,7 +4,7 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
+import { promisify, stripVTControlCharacters as plain } from 'node:util';
 import { describe, expect, inject, it } from 'vitest';
 
 const broker = inject('broker');
@@ -17,13 +17,14 @@ async function cli(args: string[], env: Record<string, string> = {}) {
   try {
     const { stdout, stderr } = await promisify(execFile)(process.execPath, ['runner/start.mjs', ...args], {
       cwd: root,
+      // Colours are judged elsewhere: picocolors turns them on whenever CI is set, so tests read plain text.
       // Point the runner at the test broker, whatever its ports, and keep progress out of the real state.
       env: { ...inherited, WORKBOOK_STATE_DIR: state, RABBITMQ_URL: broker.amqpUrl, RABBITMQ_MANAGEMENT_URL: broker.managementUrl, ...env },
     });
-    return { code: 0, out: stdout + stderr, stdout };
+    return { code: 0, out: plain(stdout + stderr), stdout: plain(stdout) };
   } catch (err) {
     const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, out: e.stdout + e.stderr, stdout: e.stdout };
+    return { code: e.code, out: plain(e.stdout + e.stderr), stdout: plain(e.stdout) };
   }
 }
 
