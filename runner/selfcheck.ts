@@ -55,8 +55,12 @@ function exportedNames(source: string): string[] {
   return [...source.matchAll(/^export\s+(?:async\s+)?(?:function\*?|const|let|class|interface|type)\s+(\w+)/gm)].map((m) => m[1]!).sort();
 }
 
-/** Lanes for the self-check: most of a check is waiting on the broker, so more lanes than cores pay off. */
-export const SELFCHECK_CONCURRENCY = 10;
+/**
+ * Lanes for the self-check: most of a check is waiting on the broker (redeliveries, "nothing
+ * else arrives" windows), so more lanes than cores pay off. Measured on 2 cores, 200 checks:
+ * 10 lanes 31.3 s, 16 lanes 27.5 s, 24 lanes 27.5 s.
+ */
+export const SELFCHECK_CONCURRENCY = 16;
 
 export interface SelfCheckResult {
   verdicts: Verdict[];

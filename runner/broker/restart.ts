@@ -12,6 +12,10 @@ export async function restartBroker(broker: BrokerInfo): Promise<void> {
   if (!handle) throw new Error(`the workbook did not start this broker (${broker.description}), so it will not restart it`);
   const run = (args: string[]) =>
     handle.kind === 'private' ? rabbitmqctl(handle, args) : dockerExec(handle.containerId, ['rabbitmqctl', ...args]);
+  // The management plugin's statistics event handler makes stop_app wait 5 s for a shutdown
+  // timeout (measured on 3.10.8: stop_app 5.4 s with it, 0.4 s without). Removing it first
+  // changes nothing the checks observe: start_app installs it again. Absent handler: a harmless error tuple.
+  await run(['eval', 'gen_event:delete_handler(rabbit_event, rabbit_mgmt_db_handler, stop).']);
   await run(['stop_app']);
   await run(['start_app']);
   const mgmt = managementFor(broker);
