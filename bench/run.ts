@@ -49,7 +49,8 @@ async function startOwnBroker(stateDir: string): Promise<{ broker: BrokerInfo; m
   // The node's state file says where it listens (this process's paths point elsewhere).
   const state = JSON.parse(readFileSync(path.join(stateDir, 'broker', 'node.json'), 'utf8')) as NodeState;
   const version = (await new ManagementClient(`http://localhost:${state.managementPort}`, 'guest', 'guest').overview())!.rabbitmq_version;
-  return { broker: privateBrokerInfo(state, version), ms };
+  // Its restart handle must use that node's cookie and directories, not this process's.
+  return { broker: privateBrokerInfo(state, version, path.join(stateDir, 'broker')), ms };
 }
 
 async function stopOwnBroker(stateDir: string) {

@@ -51,18 +51,21 @@ export function readNodeState(): NodeState | undefined {
   }
 }
 
-/** Environment that points rabbitmq-server and rabbitmqctl at our private directories. */
-function nodeEnv(state: NodeState): Record<string, string> {
+/**
+ * Environment that points rabbitmq-server and rabbitmqctl at our private directories.
+ * `brokerDir`: another state directory's node (the bench runs one of its own).
+ */
+function nodeEnv(state: NodeState, brokerDir = dir): Record<string, string> {
   return {
-    HOME: path.join(dir, 'home'), // holds .erlang.cookie, shared by server and CLI
+    HOME: path.join(brokerDir, 'home'), // holds .erlang.cookie, shared by server and CLI
     RABBITMQ_NODENAME: state.nodeName,
     RABBITMQ_NODE_PORT: String(state.amqpPort),
     RABBITMQ_DIST_PORT: String(state.distPort),
-    RABBITMQ_MNESIA_BASE: path.join(dir, 'mnesia'),
-    RABBITMQ_LOG_BASE: path.join(dir, 'log'),
-    RABBITMQ_ENABLED_PLUGINS_FILE: path.join(dir, 'enabled_plugins'),
-    RABBITMQ_CONFIG_FILE: path.join(dir, 'rabbitmq.conf'),
-    RABBITMQ_PID_FILE: path.join(dir, 'node.pid'),
+    RABBITMQ_MNESIA_BASE: path.join(brokerDir, 'mnesia'),
+    RABBITMQ_LOG_BASE: path.join(brokerDir, 'log'),
+    RABBITMQ_ENABLED_PLUGINS_FILE: path.join(brokerDir, 'enabled_plugins'),
+    RABBITMQ_CONFIG_FILE: path.join(brokerDir, 'rabbitmq.conf'),
+    RABBITMQ_PID_FILE: path.join(brokerDir, 'node.pid'),
   };
 }
 
@@ -70,7 +73,7 @@ function ctlPath(server: string): string {
   return path.join(path.dirname(server), 'rabbitmqctl');
 }
 
-export function privateBrokerInfo(state: NodeState, version: string): BrokerInfo {
+export function privateBrokerInfo(state: NodeState, version: string, brokerDir = dir): BrokerInfo {
   return {
     source: 'private',
     description: `private node ${state.nodeName} started by the workbook from ${state.server}`,
@@ -79,7 +82,7 @@ export function privateBrokerInfo(state: NodeState, version: string): BrokerInfo
     username: 'guest',
     password: 'guest',
     version,
-    restart: { kind: 'private', nodeName: state.nodeName, ctl: ctlPath(state.server), env: nodeEnv(state) },
+    restart: { kind: 'private', nodeName: state.nodeName, ctl: ctlPath(state.server), env: nodeEnv(state, brokerDir) },
   };
 }
 
