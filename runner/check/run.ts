@@ -107,8 +107,19 @@ export class RestartBarrier {
  */
 let spare: Worker | undefined;
 
+/**
+ * A worker inherits the parent's node flags. Under tsx (bench, capstone scripts) those load
+ * tsx's module hooks into every worker: twice the CPU per check, for nothing, since workers
+ * run the compiled tree. Keep every other flag (e.g. --cpu-prof).
+ */
+const LOADER_FLAGS = new Set(['--require', '-r', '--import', '--loader', '--experimental-loader']);
+const WORKER_EXEC_ARGV = process.execArgv.filter((arg, i, all) => {
+  const flag = arg.split('=')[0]!;
+  return !LOADER_FLAGS.has(flag) && !LOADER_FLAGS.has(all[i - 1] ?? '');
+});
+
 function startWorker(job?: WorkerJob): Worker {
-  const worker = new Worker(workerMain(), { workerData: job, stdout: true, stderr: true });
+  const worker = new Worker(workerMain(), { workerData: job, stdout: true, stderr: true, execArgv: WORKER_EXEC_ARGV });
   // The learner's console output is not judged; keep it out of the verdict display.
   worker.stdout.resume();
   worker.stderr.resume();
