@@ -75,6 +75,10 @@ export class Orm {
   private readonly xmlids = new Map<string, Rec>();
   private undo: (() => void)[] | null = null;
   private changed: Map<string, Set<number>> = new Map();
+  /** Like Odoo's cr.now(): every record a call creates or writes gets the transaction's timestamp. */
+  private txNow: string | undefined;
+  /** Default values per model, computed once (a new custom field resets them). */
+  private readonly defaultsOf = new Map<ModelDef, Record<string, unknown>>();
 
   constructor() {
     this.define('res.users', 'User', {
@@ -185,8 +189,12 @@ export class Orm {
   }
 
   private defaults(m: ModelDef): Record<string, unknown> {
-    const out: Record<string, unknown> = {};
-    for (const [k, f] of Object.entries(m.fields)) out[k] = f.default ?? (f.type === 'boolean' ? false : false);
+    let out = this.defaultsOf.get(m);
+    if (!out) {
+      out = {};
+      for (const [k, f] of Object.entries(m.fields)) out[k] = f.default ?? false;
+      this.defaultsOf.set(m, out);
+    }
     return out;
   }
 
@@ -202,6 +210,7 @@ export class Orm {
   transaction<T>(fn: () => T): T {
     this.undo = [];
     this.changed = new Map();
+    this.txNow = now();
     try {
       const result = fn();
       const changes = [...this.changed].map(([model, ids]) => ({ model, ids: [...ids] }));
@@ -212,6 +221,7 @@ export class Orm {
       throw err;
     } finally {
       this.undo = null;
+      this.txNow = undefined;
     }
   }
 
@@ -303,7 +313,8 @@ export class Orm {
   }
 
   private create(uid: number, m: ModelDef, vals: Record<string, unknown>): number {
-    const rec: Rec = { ...this.defaults(m), id: m.nextId++, create_uid: uid, write_uid: uid, create_date: now(), write_date: now() };
+    const at = this.txNow ?? now();
+    const rec: Rec = { ...this.defaults(m), id: m.nextId++, create_uid: uid, write_uid: uid, create_date: at, write_date: at };
     for (const [k, v] of Object.entries(vals)) {
       const f = m.fields[k];
       if (!f || f.readonly) continue; // Odoo 17 ignores unknown fields in create() (with a warning in its log)
@@ -337,7 +348,7 @@ export class Orm {
         next[k] = this.convert(m, k, f, v);
       }
       next.write_uid = uid;
-      next.write_date = now();
+      next.write_date = this.txNow ?? now();
       next.display_name = next.name ?? false;
       this.validate(m, next, Object.keys(vals));
       Object.assign(rec, next);
@@ -463,9 +474,11 @@ export class Orm {
     rec.model = target.model;
     rec.state = 'manual';
     model.fields[name] = { type: ttype, string: String(rec.field_description), manual: true, required: !!rec.required };
+    this.defaultsOf.delete(model);
     for (const r of model.records.values()) r[name] = false;
     this.undo?.push(() => {
       delete model.fields[name];
+      this.defaultsOf.delete(model);
       for (const r of model.records.values()) delete r[name];
     });
   }
@@ -707,7 +720,14 @@ export class Orm {
           if (!x || x.model !== f.relation) throw fail(`No matching record found for external id '${text}' in field '${f.string}'`);
           return x.res_id;
         }
-        const hit = [...target.records.values()].find((r) => String(r.name ?? '').toLowerCase() === text.toLowerCase());
+        const wanted = text.toLowerCase();
+        let hit: Rec | undefined;
+        for (const r of target.records.values()) {
+          if (String(r.name ?? '').toLowerCase() === wanted) {
+            hit = r;
+            break;
+          }
+        }
         if (!hit) throw fail(`No matching record found for name '${text}' in field '${f.string}'`);
         return hit.id;
       }
