@@ -15,7 +15,8 @@ export async function restartBroker(broker: BrokerInfo): Promise<void> {
   // The management plugin's statistics event handler makes stop_app wait 5 s for a shutdown
   // timeout (measured on 3.10.8: stop_app 5.4 s with it, 0.4 s without). Removing it first
   // changes nothing the checks observe: start_app installs it again. Absent handler: a harmless error tuple.
-  await run(['eval', 'gen_event:delete_handler(rabbit_event, rabbit_mgmt_db_handler, stop).']);
+  // Only a shortcut: if it fails, the restart still happens, 5 s slower.
+  await run(['eval', 'gen_event:delete_handler(rabbit_event, rabbit_mgmt_db_handler, stop).']).catch(() => undefined);
   await run(['stop_app']);
   await run(['start_app']);
   const mgmt = managementFor(broker);
