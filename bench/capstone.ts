@@ -4,15 +4,14 @@
 //   throughput: N inserts written as fast as possible; rows/s = N / (last contact - first write),
 //               the median of three runs
 //   latency:    inserts at a steady 1,000 rows/s; p50 / p99 of (contact written - row committed)
-// The relay and the receiver run as child processes (as in `up`), the load and the stand-in here.
+// Each design's parts run as child processes (the relay and receiver, as in `up`; the naive
+// listen and receiver, as the seed runs them); the load and the stand-in run here.
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { startOdooStandIn, type OdooStandIn } from '../capstone/odoo/server.js';
 import { loadRows } from '../capstone/load.js';
-import { memoryLogger } from '../capstone/log.js';
-import { startNaiveListener } from '../capstone/naive/listen.js';
-import { startNaiveReceiver } from '../capstone/naive/receiver.js';
-import { bridgeDatabase, bridgeVhost, partEnv, spawnPart, type Part } from '../capstone/stack.js';
+import { NAIVE_QUEUE } from '../capstone/naive/listen.js';
+import { bridgeDatabase, bridgeVhost, partEnv, spawnNaivePart, spawnPart, type Part } from '../capstone/stack.js';
 
 export interface CapstoneBenchOptions {
   /** Inserts for the throughput run of the bridge. */
@@ -75,7 +74,7 @@ function summarize(rows: number, startedAt: number, seen: Map<string, number>, c
   return { rows, rowsPerSecond: Math.round((rows * 1000) / (last - startedAt)), p50: pct(lat, 50), p99: pct(lat, 99), max: lat.at(-1) ?? NaN };
 }
 
-async function stopParts(parts: Part[]) {
+async function stopParts(parts: Pick<Part, 'child' | 'exited'>[]) {
   for (const p of parts) p.child.kill('SIGTERM');
   await Promise.race([Promise.all(parts.map((p) => p.exited)), new Promise((r) => setTimeout(r, 5000))]);
 }
@@ -105,19 +104,37 @@ export async function naiveRun(rows: number, rate: number): Promise<Run> {
   const { url } = await bridgeVhost('capstone-bench-naive', true);
   const odoo = await startOdooStandIn({ adminPort: false });
   const seen = watchOdoo(odoo);
-  const log = memoryLogger('naive');
-  const listener = await startNaiveListener({ databaseUrl: db.url, amqpUrl: url, log });
-  const receiver = await startNaiveReceiver({ amqpUrl: url, odoo: { url: odoo.url, db: odoo.db, user: odoo.login, apiKey: odoo.apiKey }, log });
+  const env = { ...partEnv({ databaseUrl: db.url, amqpUrl: url, odoo: { url: odoo.url, db: odoo.db, user: odoo.login, apiKey: odoo.apiKey } }), BRIDGE_LOG_DIR: '' };
+  const parts = [spawnNaivePart('listen', env, { quiet: true }), spawnNaivePart('receiver', env, { quiet: true })];
   try {
+    await waitReady(url, NAIVE_QUEUE);
+    // A row written before the listener listens is lost (that is the seed's first flaw): wait for its LISTEN.
+    await waitListening(db.url);
     const startedAt = Date.now();
     await loadRows({ databaseUrl: db.url, rows, rate, updateShare: 0 });
     if (!(await waitForKeys(seen, rows, 300_000))) throw new Error(`naive: only ${seen.size} of ${rows} rows reached Odoo`);
     return summarize(rows, startedAt, seen, await commitTimes(db.url, 'naive'));
   } finally {
-    await listener.stop();
-    await receiver.stop();
+    await stopParts(parts);
     await odoo.stop();
     await db.drop().catch(() => undefined);
+  }
+}
+
+/** Waits until some session of this database is LISTENing. */
+async function waitListening(databaseUrl: string) {
+  const db = new pg.Client({ connectionString: databaseUrl });
+  await db.connect();
+  try {
+    const end = Date.now() + 30_000;
+    while (Date.now() < end) {
+      const { rows } = await db.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'LISTEN%'");
+      if (rows.length > 0) return;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error('the naive listener did not LISTEN within 30 s');
+  } finally {
+    await db.end();
   }
 }
 
@@ -126,8 +143,8 @@ function spawnQuiet(name: 'relay' | 'receiver', env: Record<string, string>): Pa
   return spawnPart(name, 'solutions', env, { quiet: true });
 }
 
-/** Waits until the receiver consumes (the relay declares the topology on start). */
-async function waitReady(amqpUrl: string) {
+/** Waits until the receiver consumes `queue` (the relay, or the listener, declares it on start). */
+async function waitReady(amqpUrl: string, queue = 'bridge.customers') {
   const amqp = (await import('amqplib')).default;
   const end = Date.now() + 30_000;
   while (Date.now() < end) {
@@ -136,7 +153,7 @@ async function waitReady(amqpUrl: string) {
       conn.on('error', () => undefined);
       const ch = await conn.createChannel();
       ch.on('error', () => undefined);
-      const ok = await ch.checkQueue('bridge.customers').catch(() => undefined);
+      const ok = await ch.checkQueue(queue).catch(() => undefined);
       await conn.close().catch(() => undefined);
       if (ok && ok.consumerCount > 0) return;
     }
@@ -169,7 +186,7 @@ export async function benchCapstone(opts: CapstoneBenchOptions = {}): Promise<{ 
   const lines = [
     '## Capstone: Postgres → RabbitMQ → Odoo (chapter 13)',
     '',
-    'End to end: a row committed in Postgres until its contact exists in Odoo (the stand-in). Relay and receiver from solutions/ run as child processes; load, Postgres (embedded) and the stand-in share the machine.',
+    'End to end: a row committed in Postgres until its contact exists in Odoo (the stand-in). Each design runs its parts as child processes (relay and receiver from solutions/; the naive listen and receiver, as the seed runs them); load, Postgres (embedded) and the stand-in share the machine.',
     '',
     '| design | throughput (rows/s, burst, median of 3) | rows | p50 at 1,000 rows/s | p99 at 1,000 rows/s | max |',
     '|---|---:|---:|---:|---:|---:|',

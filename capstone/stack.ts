@@ -96,6 +96,15 @@ export interface Part {
 /** Runs the relay or the receiver (its run-on-its-own block) as a child process. */
 export function spawnPart(name: 'relay' | 'receiver', from: CodeFrom, env: Record<string, string>, opts: { quiet?: boolean } = {}): Part {
   const file = path.join(ROOT, from, '13-capstone', name === 'relay' ? '03-relay.ts' : '06-receiver.ts');
+  return { name, ...spawnScript(file, env, opts) };
+}
+
+/** Runs a part of the seed's naive design as a child process (capstone/naive/part.ts). */
+export function spawnNaivePart(name: 'listen' | 'receiver', env: Record<string, string>, opts: { quiet?: boolean } = {}): Omit<Part, 'name'> {
+  return spawnScript(path.join(ROOT, 'capstone', 'naive', 'part.ts'), { ...env, NAIVE_PART: name }, opts);
+}
+
+function spawnScript(file: string, env: Record<string, string>, opts: { quiet?: boolean }): Omit<Part, 'name'> {
   // CAPSTONE_NODE_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof": extra node flags, e.g. to profile.
   const flags = (process.env.CAPSTONE_NODE_FLAGS ?? '').split(' ').filter(Boolean);
   const child = spawn(process.execPath, [...flags, '--import', 'tsx', file], {
@@ -104,7 +113,7 @@ export function spawnPart(name: 'relay' | 'receiver', from: CodeFrom, env: Recor
     stdio: opts.quiet ? 'ignore' : ['ignore', 'inherit', 'inherit'],
   });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { name, child, exited };
+  return { child, exited };
 }
 
 export function partEnv(s: { databaseUrl: string; amqpUrl: string; odoo: OdooConfig }): Record<string, string> {
