@@ -159,7 +159,7 @@ async function waitReady(amqpUrl: string, queue = 'bridge.customers') {
     }
     await new Promise((r) => setTimeout(r, 200));
   }
-  throw new Error('the bridge did not start within 30 s');
+  throw new Error(`nothing consumed ${queue} within 30 s: the design under test did not start`);
 }
 
 /** Three runs, one after the other; the one with the median throughput. */

@@ -17,7 +17,7 @@ async function cli(args: string[], env: Record<string, string> = {}) {
   try {
     const { stdout, stderr } = await promisify(execFile)(process.execPath, ['runner/start.mjs', ...args], {
       cwd: root,
-      // Colours are judged elsewhere: picocolors turns them on whenever CI is set, so tests read plain text.
+      // picocolors turns colours on whenever CI is set; the tests judge the words, so they read plain text.
       // Point the runner at the test broker, whatever its ports, and keep progress out of the real state.
       env: { ...inherited, WORKBOOK_STATE_DIR: state, RABBITMQ_URL: broker.amqpUrl, RABBITMQ_MANAGEMENT_URL: broker.managementUrl, ...env },
     });
