@@ -4,8 +4,8 @@
 import { existsSync } from 'node:fs';
 import { importModule } from '../import-module.js';
 import amqp from 'amqplib';
-import Table from 'cli-table3';
 import pc from 'picocolors';
+import { terminalTable } from '../table.js';
 import type { Chapter } from '../manifest/load.js';
 import { vhostUrl, type BrokerInfo } from '../broker/types.js';
 import { enc, managementFor } from '../broker/management.js';
@@ -39,7 +39,7 @@ export async function describeVhost(broker: BrokerInfo, vhost: string): Promise<
   const mgmt = managementFor(broker);
   const queues = await mgmt.queues(vhost);
   const bindings = (await mgmt.bindings(vhost)).filter((b) => b.source !== '');
-  const table = new Table({ head: ['queue', 'type', 'durable', 'ready', 'consumers'] });
+  const table = terminalTable({ head: ['queue', 'type', 'durable', 'ready', 'consumers'] });
   const conn = await amqp.connect(vhostUrl(broker, vhost));
   try {
     for (const q of queues) {
@@ -53,7 +53,7 @@ export async function describeVhost(broker: BrokerInfo, vhost: string): Promise<
   }
   const lines = [`\n  What the broker holds now in "${vhost}":`, table.toString().replace(/^/gm, '  ')];
   if (bindings.length) {
-    const bt = new Table({ head: ['exchange', 'routing key', '→ queue/exchange'] });
+    const bt = terminalTable({ head: ['exchange', 'routing key', '→ queue/exchange'] });
     for (const b of bindings) bt.push([b.source, b.routing_key || '(none)', b.destination]);
     lines.push(bt.toString().replace(/^/gm, '  '));
   }

@@ -3,6 +3,7 @@
 // table with a long column runs far past the right edge.
 import { Marked, type Tokens } from 'marked';
 import TerminalRenderer from 'marked-terminal';
+import { TABLE_STYLE } from '../table.js';
 
 // marked-terminal's Renderer method names, as its own markedTerminal() lists them.
 const METHODS = ['text', 'code', 'blockquote', 'html', 'heading', 'hr', 'list', 'listitem', 'checkbox', 'paragraph', 'table', 'tablerow', 'tablecell', 'strong', 'em', 'codespan', 'br', 'del', 'link', 'image'];
@@ -18,7 +19,7 @@ export function renderMarkdown(markdown: string, width = Math.min(process.stdout
       terminal.parser = this.parser;
       if (name === 'table') {
         const colWidths = tableWidths.shift();
-        terminal.tableSettings = colWidths ? { colWidths, wordWrap: true, wrapOnWordBoundary: true } : {};
+        terminal.tableSettings = { style: TABLE_STYLE, ...(colWidths ? { colWidths, wordWrap: true, wrapOnWordBoundary: true } : {}) };
       }
       return terminal[name]!(...args);
     };

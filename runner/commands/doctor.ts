@@ -1,6 +1,6 @@
 // npm run doctor: one table of everything the workbook needs; every failing line says how to fix it.
-import Table from 'cli-table3';
 import pc from 'picocolors';
+import { terminalTable } from '../table.js';
 import { findBroker } from '../broker/find.js';
 import { locateServer, readNodeState } from '../broker/private-node.js';
 import { dockerDaemonAnswers } from '../broker/docker.js';
@@ -79,7 +79,7 @@ export async function doctorCommand(): Promise<number> {
     });
   }
 
-  const table = new Table({ head: ['', 'check', 'status', 'how to fix'], colWidths: [3, 24, 52, 50], wordWrap: true });
+  const table = terminalTable({ head: ['', 'check', 'status', 'how to fix'], colWidths: [3, 24, 52, 50], wordWrap: true });
   for (const r of rows) table.push([MARK[r.level], r.what, r.detail, r.fix ?? '']);
   console.log(table.toString());
   const failing = rows.filter((r) => r.level === 'fail');
