@@ -42,9 +42,13 @@ async function cli(args: string[], env: Record<string, string>) {
   return Date.now() - started;
 }
 
+/** State dirs of the nodes this bench started and has not stopped yet. */
+const running = new Set<string>();
+
 /** A private node of the bench's own, through the runner's CLI (also measures its cold start). */
 async function startOwnBroker(stateDir: string): Promise<{ broker: BrokerInfo; ms: number }> {
   const env = { WORKBOOK_STATE_DIR: stateDir, WORKBOOK_BROKER: 'private' };
+  running.add(stateDir);
   const ms = await cli(['broker', 'start'], env);
   // The node's state file says where it listens (this process's paths point elsewhere).
   const state = JSON.parse(readFileSync(path.join(stateDir, 'broker', 'node.json'), 'utf8')) as NodeState;
@@ -55,6 +59,7 @@ async function startOwnBroker(stateDir: string): Promise<{ broker: BrokerInfo; m
 
 async function stopOwnBroker(stateDir: string) {
   await cli(['broker', 'stop'], { WORKBOOK_STATE_DIR: stateDir, WORKBOOK_BROKER: 'private' });
+  running.delete(stateDir);
 }
 
 /** rabbitmq-server started by hand with the same settings, timed to the same readiness signal. */
@@ -82,7 +87,13 @@ async function bareBoot(): Promise<number> {
   const child = spawn(server, [], { env, stdio: 'ignore', detached: true });
   child.unref();
   const client = new ManagementClient(`http://localhost:${mgmt}`, 'guest', 'guest');
-  while (!(await client.overview().catch(() => undefined))) await new Promise((r) => setTimeout(r, 100));
+  while (!(await client.overview().catch(() => undefined))) {
+    if (Date.now() - started > 60_000) {
+      process.kill(-child.pid!, 'SIGKILL'); // detached: its own process group
+      throw new Error(`the bare rabbitmq-server did not answer within 60 s (log: ${path.join(dir, 'log')})`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
   const ms = Date.now() - started;
   await execFileP(path.join(path.dirname(server), 'rabbitmqctl'), ['-n', node, 'stop'], { env }).catch(() => undefined);
   rmSync(dir, { recursive: true, force: true });
@@ -212,4 +223,8 @@ async function main() {
   process.exit(0);
 }
 
-await main();
+// A bench that fails half-way must not leave its nodes running.
+await main().catch(async (err) => {
+  for (const dir of running) await stopOwnBroker(dir).catch(() => undefined);
+  throw err;
+});
