@@ -54,7 +54,7 @@ async function waitForKeys(seen: Map<string, number>, n: number, timeoutMs: numb
 }
 
 /** Commit time of each inserted row: the outbox's clock_timestamp() (bridge) or customers.updated_at (naive). */
-async function commitTimes(databaseUrl: string, design: 'bridge' | 'naive'): Promise<Map<string, number>> {
+async function commitTimes(databaseUrl: string, design: Design): Promise<Map<string, number>> {
   const db = new pg.Client({ connectionString: databaseUrl });
   await db.connect();
   try {
@@ -79,41 +79,48 @@ async function stopParts(parts: Pick<Part, 'child' | 'exited'>[]) {
   await Promise.race([Promise.all(parts.map((p) => p.exited)), new Promise((r) => setTimeout(r, 5000))]);
 }
 
-export async function bridgeRun(rows: number, rate: number): Promise<Run> {
-  const db = await bridgeDatabase('bench', 'bridge');
-  const { url } = await bridgeVhost('capstone-bench', true);
-  const odoo = await startOdooStandIn({ adminPort: false });
-  const seen = watchOdoo(odoo);
-  const env = { ...partEnv({ databaseUrl: db.url, amqpUrl: url, odoo: { url: odoo.url, db: odoo.db, user: odoo.login, apiKey: odoo.apiKey } }), BRIDGE_LOG_DIR: '' };
-  const parts = [spawnQuiet('relay', env), spawnQuiet('receiver', env)];
-  try {
-    await waitReady(url);
-    const startedAt = Date.now();
-    await loadRows({ databaseUrl: db.url, rows, rate, updateShare: 0 });
-    if (!(await waitForKeys(seen, rows, 120_000))) throw new Error(`bridge: only ${seen.size} of ${rows} rows reached Odoo`);
-    return summarize(rows, startedAt, seen, await commitTimes(db.url, 'bridge'));
-  } finally {
-    await stopParts(parts);
-    await odoo.stop();
-    await db.drop().catch(() => undefined);
-  }
-}
+type Design = 'bridge' | 'naive';
+type Env = Record<string, string>;
 
-export async function naiveRun(rows: number, rate: number): Promise<Run> {
-  const db = await bridgeDatabase('bench', 'naive');
-  const { url } = await bridgeVhost('capstone-bench-naive', true);
+/**
+ * What differs between the two designs in a run. Their parts log nothing here: a benchmark
+ * measures, it does not narrate.
+ */
+const DESIGNS: Record<Design, { vhost: string; spawn: (env: Env) => Pick<Part, 'child' | 'exited'>[]; ready: (amqpUrl: string, databaseUrl: string) => Promise<void>; timeoutMs: number }> = {
+  bridge: {
+    vhost: 'capstone-bench',
+    spawn: (env) => [spawnPart('relay', 'solutions', env, { quiet: true }), spawnPart('receiver', 'solutions', env, { quiet: true })],
+    // The relay declares the topology on start; the receiver consumes.
+    ready: (amqpUrl) => waitReady(amqpUrl, 'bridge.customers'),
+    timeoutMs: 120_000,
+  },
+  naive: {
+    vhost: 'capstone-bench-naive',
+    spawn: (env) => [spawnNaivePart('listen', env, { quiet: true }), spawnNaivePart('receiver', env, { quiet: true })],
+    // A row written before the listener listens is lost (that is the seed's first flaw): wait for its LISTEN too.
+    ready: async (amqpUrl, databaseUrl) => {
+      await waitReady(amqpUrl, NAIVE_QUEUE);
+      await waitListening(databaseUrl);
+    },
+    timeoutMs: 300_000,
+  },
+};
+
+/** One run of a design: its own database, vhost and stand-in; `rows` inserts at `rate` per second (0 = flat out). */
+export async function designRun(design: Design, rows: number, rate: number): Promise<Run> {
+  const d = DESIGNS[design];
+  const db = await bridgeDatabase('bench', design);
+  const { url } = await bridgeVhost(d.vhost, true);
   const odoo = await startOdooStandIn({ adminPort: false });
   const seen = watchOdoo(odoo);
   const env = { ...partEnv({ databaseUrl: db.url, amqpUrl: url, odoo: { url: odoo.url, db: odoo.db, user: odoo.login, apiKey: odoo.apiKey } }), BRIDGE_LOG_DIR: '' };
-  const parts = [spawnNaivePart('listen', env, { quiet: true }), spawnNaivePart('receiver', env, { quiet: true })];
+  const parts = d.spawn(env);
   try {
-    await waitReady(url, NAIVE_QUEUE);
-    // A row written before the listener listens is lost (that is the seed's first flaw): wait for its LISTEN.
-    await waitListening(db.url);
+    await d.ready(url, db.url);
     const startedAt = Date.now();
     await loadRows({ databaseUrl: db.url, rows, rate, updateShare: 0 });
-    if (!(await waitForKeys(seen, rows, 300_000))) throw new Error(`naive: only ${seen.size} of ${rows} rows reached Odoo`);
-    return summarize(rows, startedAt, seen, await commitTimes(db.url, 'naive'));
+    if (!(await waitForKeys(seen, rows, d.timeoutMs))) throw new Error(`${design}: only ${seen.size} of ${rows} rows reached Odoo`);
+    return summarize(rows, startedAt, seen, await commitTimes(db.url, design));
   } finally {
     await stopParts(parts);
     await odoo.stop();
@@ -138,13 +145,8 @@ async function waitListening(databaseUrl: string) {
   }
 }
 
-/** The child processes log nothing here: a benchmark measures, it does not narrate. */
-function spawnQuiet(name: 'relay' | 'receiver', env: Record<string, string>): Part {
-  return spawnPart(name, 'solutions', env, { quiet: true });
-}
-
-/** Waits until the receiver consumes `queue` (the relay, or the listener, declares it on start). */
-async function waitReady(amqpUrl: string, queue = 'bridge.customers') {
+/** Waits until a consumer is on `queue`. */
+async function waitReady(amqpUrl: string, queue: string) {
   const amqp = (await import('amqplib')).default;
   const end = Date.now() + 30_000;
   while (Date.now() < end) {
@@ -175,10 +177,10 @@ export async function benchCapstone(opts: CapstoneBenchOptions = {}): Promise<{ 
   const latencyRows = 1000 * (opts.latencySeconds ?? 10);
 
   // Burst throughput on 2 shared cores varies by about 10% from run to run: take the median of three of each.
-  const bridgeBurst = await medianRun(() => bridgeRun(bridgeRows, 0));
-  const bridgeSteady = await bridgeRun(latencyRows, 1000);
-  const naiveBurst = await medianRun(() => naiveRun(naiveRows, 0));
-  const naiveSteady = await naiveRun(Math.min(latencyRows, 3000), 1000);
+  const bridgeBurst = await medianRun(() => designRun('bridge', bridgeRows, 0));
+  const bridgeSteady = await designRun('bridge', latencyRows, 1000);
+  const naiveBurst = await medianRun(() => designRun('naive', naiveRows, 0));
+  const naiveSteady = await designRun('naive', Math.min(latencyRows, 3000), 1000);
 
   const ms = (n: number) => (Number.isFinite(n) ? `${Math.round(n)} ms` : 'n/a');
   const ratio = bridgeBurst.rowsPerSecond / naiveBurst.rowsPerSecond;
