@@ -19,6 +19,7 @@ const commands = {
   doctor: () => import('./commands/doctor.js'),
   selfcheck: () => import('./commands/selfcheck.js'),
   lab: () => import('./commands/lab.js'),
+  mutation: () => import('./commands/mutation.js'),
 };
 
 let exitCode: number = EXIT.OK;
@@ -73,6 +74,10 @@ program.command('selfcheck').argument('[ids...]').option('--verbose', 'print eve
 program.command('lab').argument('<name>', 'confirms').option('--messages <n>', 'how many messages', '50000')
   .description("runs a chapter's lab against your broker (confirms: chapter 4's publisher confirms lab)")
   .action(run((name: string, o: { messages: string }) => commands.lab().then((m) => m.labCommand(name, o))));
+
+program.command('mutation').argument('[ids...]').option('--concurrency <n>', 'mutants checked at once', '6').option('--record', 'write the table to MUTATION.md')
+  .description('for authors: mutates each reference solution (StrykerJS) and runs its check against every mutant')
+  .action(run((ids: string[], o: { concurrency?: string; record?: boolean }) => commands.mutation().then((m) => m.mutationCommand(ids, o))));
 
 process.once('SIGINT', () => {
   // Ctrl-C mid-check: remove the sandbox vhosts this process created, then exit.

@@ -9,6 +9,7 @@ import type { BrokerInfo } from './broker/types.js';
 import { jobFor, runChecks, type CheckJob } from './check/run.js';
 import type { Verdict } from './check/verdict.js';
 import { rel } from './paths.js';
+import { parseContract, uncovered } from './check/contract.js';
 
 export interface Problem {
   id: string;
@@ -35,6 +36,9 @@ export function staticProblems(workbook: Workbook, exercises: Exercise[] = workb
     const a = exportedNames(starter).join(', ');
     const b = exportedNames(solution).join(', ');
     if (a !== b) add(e.id, `starter exports [${a}] but the solution exports [${b}]`);
+    const contract = parseContract(starter);
+    if (contract.length === 0) add(e.id, `${rel(e.starterPath)} has no numbered contract lines ("//   1. …") in its header`);
+    if (JSON.stringify(contract) !== JSON.stringify(parseContract(solution))) add(e.id, `the contract lines of ${rel(e.solutionPath)} differ from the starter's`);
     const chapter = workbook.chapter(e.chapter)!;
     if (existsSync(chapter.textPath) && !readFileSync(chapter.textPath, 'utf8').includes(`Exercise ${e.id}`)) {
       add(e.id, `chapter text ${rel(chapter.textPath)} does not present "Exercise ${e.id}"`);
@@ -79,11 +83,21 @@ export async function runSelfCheck(workbook: Workbook, broker: BrokerInfo, exerc
   return { verdicts, problems };
 }
 
+/** Contract lines the check never provoked or never observed while it judged the solution. */
+function contractProblem(workbook: Workbook, v: Verdict): string | undefined {
+  const exercise = workbook.exercise(v.id)!;
+  const contract = parseContract(readFileSync(exercise.starterPath, 'utf8'));
+  const holes = uncovered(contract, v.contract ?? { provoked: [], observed: [] });
+  if (holes.length === 0) return undefined;
+  const list = holes.map((h) => `line ${h.line.id} ("${h.line.text.slice(0, 60)}${h.line.text.length > 60 ? '…' : ''}") never ${h.missing.join(' nor ')}`);
+  return `the check leaves contract lines without a step: ${list.join('; ')}`;
+}
+
 /** What is wrong with a verdict, from the self-check's point of view (undefined: as expected). */
 export function judge(workbook: Workbook, v: Verdict): string | undefined {
   if (v.status === 'skipped') return undefined; // the broker lacks a feature: nothing to judge
   if (v.status === 'error') return `${v.target} ${v.variant ?? ''}: the check broke: ${v.finding?.summary}`;
-  if (v.target === 'solution') return v.status === 'passed' ? undefined : `the solution fails: ${v.finding?.summary}`;
+  if (v.target === 'solution') return v.status === 'passed' ? contractProblem(workbook, v) : `the solution fails: ${v.finding?.summary}`;
   if (v.target === 'exercise') return v.status === 'failed' ? undefined : 'the starter passes its check';
   const wrong = workbook.exercise(v.id)!.wrong.find((w) => w.name === v.variant)!;
   if (v.status !== 'failed') return `known-wrong "${v.variant}" (${wrong.mistake}) passes its check`;

@@ -8,6 +8,7 @@ import { compareVersions, type BrokerInfo } from '../broker/types.js';
 import { explainError } from './explain-error.js';
 import { connectionsOpenedTo, cutConnectionsTo, ignoreSocket, openConnectionsTo } from './socket-tracker.js';
 import { CheckFailure, CheckSkipped, type Finding } from './verdict.js';
+import { refIds, type ContractCoverage, type ContractRef } from './contract.js';
 
 export interface ContextInit<T> {
   target: T;
@@ -28,6 +29,8 @@ export class CheckContext<T = unknown> {
   readonly broker: BrokerInfo;
   readonly steps: string[] = [];
   readonly notes: string[] = [];
+  /** The contract lines this run provoked and observed (see contract.ts). */
+  readonly coverage: ContractCoverage = { provoked: [], observed: [] };
   private conn?: Promise<ChannelModel>;
   private readonly amqpPort: number;
 
@@ -47,6 +50,25 @@ export class CheckContext<T = unknown> {
     const line = `${new Date().toISOString().slice(11, 23)} ${step}`;
     this.steps.push(line);
     this.init.onStep(step);
+  }
+
+  /**
+   * A step that causes the situation contract line(s) `lines` are about: the broker refuses,
+   * the handler fails, the connection is cut. Logged like any step, with the line numbers.
+   */
+  provoke(lines: ContractRef | ContractRef[], step: string): void {
+    this.cover('provoked', lines, step);
+  }
+
+  /** A step that reads, from the broker, the outcome contract line(s) `lines` promise. */
+  observe(lines: ContractRef | ContractRef[], step: string): void {
+    this.cover('observed', lines, step);
+  }
+
+  private cover(kind: keyof ContractCoverage, lines: ContractRef | ContractRef[], step: string): void {
+    const ids = refIds(lines);
+    for (const id of ids) if (!this.coverage[kind].includes(id)) this.coverage[kind].push(id);
+    this.log(`${step} (contract ${ids.length === 1 ? 'line' : 'lines'} ${ids.join(', ')})`);
   }
 
   /** Extra information shown with the verdict (passed or not). */

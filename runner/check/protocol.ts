@@ -9,9 +9,11 @@ export interface WorkerJob {
   target: TargetKind;
   vhost: string;
   broker: BrokerInfo;
+  /** Set in the worker's process.env before the code under check is imported (mutation testing picks its mutant this way). */
+  env?: Record<string, string>;
 }
 
-export type WorkerResult = Pick<Verdict, 'status' | 'steps' | 'notes'> & { finding?: Finding };
+export type WorkerResult = Pick<Verdict, 'status' | 'steps' | 'notes' | 'contract'> & { finding?: Finding };
 
 export type FromWorker =
   | { type: 'step'; text: string }

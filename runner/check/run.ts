@@ -52,6 +52,8 @@ export interface CheckJob {
   target: TargetKind;
   variant?: string;
   targetPath: string;
+  /** Extra environment for the worker (mutation testing: which mutant is active). */
+  env?: Record<string, string>;
 }
 
 /**
@@ -231,6 +233,7 @@ function runInWorker(job: CheckJob, checkPath: string, broker: BrokerInfo, vhost
     target: job.target,
     vhost,
     broker,
+    env: job.env,
   };
   return new Promise((resolve) => {
     const worker = workerFor(workerJob);

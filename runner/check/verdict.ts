@@ -1,5 +1,6 @@
 // What a check concludes, in a form that crosses from the check worker to the runner
 // (plain data) and prints both for people and as --json.
+import type { ContractCoverage } from './contract.js';
 export interface Finding {
   /** One sentence a beginner understands: what went wrong. */
   summary: string;
@@ -30,6 +31,8 @@ export interface Verdict {
   notes: string[];
   durationMs: number;
   vhost?: string;
+  /** The contract lines the check provoked and observed (the self-check needs every line in both). */
+  contract?: ContractCoverage;
 }
 
 /** Thrown by a check to fail with a finding. */

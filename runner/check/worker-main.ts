@@ -16,6 +16,7 @@ const job: WorkerJob =
   (workerData as WorkerJob | undefined) ??
   (await new Promise<WorkerJob>((resolve) => port.once('message', (msg: ToWorker) => msg.type === 'job' && resolve(msg.job))));
 
+Object.assign(process.env, job.env); // this thread's own copy of the environment
 // Must run before the learner's module is imported, so its sockets are seen.
 startTracking();
 
@@ -25,7 +26,7 @@ let finished = false;
 function finish(status: WorkerResult['status'], finding?: Finding) {
   if (finished) return;
   finished = true;
-  post({ type: 'result', result: { status, finding, steps: ctx?.steps ?? [], notes: ctx?.notes ?? [] } });
+  post({ type: 'result', result: { status, finding, steps: ctx?.steps ?? [], notes: ctx?.notes ?? [], contract: ctx?.coverage } });
 }
 
 // The learner's code may crash the process: an 'error' event nobody listens to, a rejected promise nobody awaits.
