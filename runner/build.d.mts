@@ -9,3 +9,4 @@ export declare class CompileError extends Error {
 export declare function syncBuild(): void;
 export declare function builtPath(source: string): string;
 export declare function buildFile(source: string): string;
+export declare function compileText(text: string | Buffer, source: string, out: string): void;

@@ -36,7 +36,11 @@ export class CompileError extends Error {
   }
 }
 
-/** Brings the compiled tree up to date. Cheap when nothing changed (one stat per file). */
+/**
+ * Brings the compiled tree up to date. Cheap when nothing changed (one stat per file).
+ * It only writes the compiled copies of source files and never deletes: the variants that
+ * runner/variants.ts materialises beside the compiled solutions have no source of their own.
+ */
 export function syncBuild() {
   // Say "ES modules" here, whatever the folders above say.
   const pkg = path.join(BUILD_DIR, 'package.json');
@@ -63,22 +67,31 @@ export function builtPath(source) {
 export function buildFile(source) {
   const out = builtPath(source);
   if (!isStale(source, out)) return out;
+  compileText(readFileSync(source), source, out);
+  return out;
+}
+
+/**
+ * Compiles (or copies) text that is no file of the project to `out`: a known-wrong variant
+ * made from its patch (runner/variants.ts). `source` names it in messages and source maps.
+ * @param {string | Buffer} text @param {string} source @param {string} out
+ */
+export function compileText(text, source, out) {
   if (!source.endsWith('.ts')) {
-    writeAtomic(out, readFileSync(source));
-    return out;
+    writeAtomic(out, text);
+    return;
   }
   let code;
   try {
     // Inline source maps: `node --enable-source-maps` then shows TypeScript lines in stack traces.
     // Off by default: parsing every module's map costs check workers time on each start.
-    code = transformSync(readFileSync(source, 'utf8'), { loader: 'ts', format: 'esm', target: 'node20', sourcemap: 'inline', sourcefile: source }).code;
+    code = transformSync(text.toString(), { loader: 'ts', format: 'esm', target: 'node20', sourcemap: 'inline', sourcefile: source }).code;
   } catch (err) {
     const first = err.errors?.[0];
     const where = first?.location ? `${path.relative(process.cwd(), source)}:${first.location.line}:${first.location.column + 1}: ` : '';
     throw new CompileError(source, `${where}${first?.text ?? err.message}`);
   }
   writeAtomic(out, code);
-  return out;
 }
 
 /** @param {string} dir */

@@ -18,6 +18,7 @@ const commands = {
   broker: () => import('./commands/broker.js'),
   doctor: () => import('./commands/doctor.js'),
   selfcheck: () => import('./commands/selfcheck.js'),
+  variant: () => import('./commands/variant.js'),
   lab: () => import('./commands/lab.js'),
   mutation: () => import('./commands/mutation.js'),
 };
@@ -43,10 +44,12 @@ program.command('check').argument('[ids...]', '2 = a chapter, 2.1 = one exercise
   .description('check exercises against the live broker')
   .option('--solutions', 'check the reference solutions instead of your files')
   .option('--json', 'machine-readable verdicts')
-  .action(run((ids: string[], o: { solutions?: boolean; json?: boolean }) => commands.check().then((m) => m.checkCommand(ids, o))));
+  .option('--verbose', 'everything your code printed, also when it passed')
+  .action(run((ids: string[], o: { solutions?: boolean; json?: boolean; verbose?: boolean }) => commands.check().then((m) => m.checkCommand(ids, o))));
 
 program.command('watch').argument('[id]').description('re-check an exercise on every save')
-  .action(run((id?: string) => commands.watch().then((m) => m.watchCommand(id))));
+  .option('--verbose', 'everything your code printed, also when it passed')
+  .action(run((id: string | undefined, o: { verbose?: boolean }) => commands.watch().then((m) => m.watchCommand(id, o))));
 
 program.command('hint').argument('[id]').option('--all', 'every hint at once').description('the next hint for an exercise')
   .action(run((id: string | undefined, o: { all?: boolean }) => commands.hint().then((m) => m.hintCommand(id, o))));
@@ -70,6 +73,10 @@ program.command('doctor').description('check Node, the broker, Docker, rabbitmq-
 program.command('selfcheck').argument('[ids...]').option('--verbose', 'print every verdict')
   .description('the workbook checks itself: starters fail, solutions pass, known-wrong variants fail as expected')
   .action(run((ids: string[], o: { verbose?: boolean }) => commands.selfcheck().then((m) => m.selfcheckCommand(ids, o))));
+
+program.command('variant').argument('<action>', 'open | save').argument('<id>', 'exercise id').argument('<name>', 'variant name (ok-… for an alternative solution)')
+  .description('for authors: open a known-wrong variant or alternative solution as a file to edit, save it back as its patch')
+  .action(run((action: string, id: string, name: string) => commands.variant().then((m) => m.variantCommand(action, id, name))));
 
 program.command('lab').argument('<name>', 'confirms').option('--messages <n>', 'how many messages', '50000')
   .description("runs a chapter's lab against your broker (confirms: chapter 4's publisher confirms lab)")

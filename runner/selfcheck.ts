@@ -1,6 +1,7 @@
 // The workbook's own check, like rustlings' `dev check`: for every exercise (or the ids
 // given), the manifest entry is complete, the starter has a TODO and fails its check,
-// the solution passes, and every known-wrong variant fails with the expected message.
+// the solution passes, every known-wrong variant fails with the expected message, and
+// every alternative solution passes.
 // `npm test` runs it; authors run it with `npm run selfcheck [ids]`.
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
@@ -9,6 +10,7 @@ import type { BrokerInfo } from './broker/types.js';
 import { jobFor, runChecks, type CheckJob } from './check/run.js';
 import type { Verdict } from './check/verdict.js';
 import { rel } from './paths.js';
+import { applyVariant, PatchError, variantsOf } from './variants.js';
 import { parseContract, uncovered } from './check/contract.js';
 
 export interface Problem {
@@ -27,8 +29,16 @@ export function staticProblems(workbook: Workbook, exercises: Exercise[] = workb
     for (const [what, file] of [['starter', e.starterPath], ['solution', e.solutionPath], ['check', e.checkPath]] as const) {
       if (!existsSync(file)) add(e.id, `missing ${what} ${rel(file)}`);
     }
-    for (const w of e.wrong) if (!existsSync(w.path)) add(e.id, `missing known-wrong variant ${rel(w.path)}`);
     if (!existsSync(e.starterPath) || !existsSync(e.solutionPath)) continue;
+    // Every variant's patch is there and applies to the solution as it is now.
+    for (const v of variantsOf(e)) {
+      try {
+        applyVariant(e, v);
+      } catch (err) {
+        if (!(err instanceof PatchError)) throw err;
+        add(e.id, err.message);
+      }
+    }
     const starter = readFileSync(e.starterPath, 'utf8');
     const solution = readFileSync(e.solutionPath, 'utf8');
     if (!starter.includes('TODO')) add(e.id, `${rel(e.starterPath)} has no TODO`);
@@ -46,10 +56,11 @@ export function staticProblems(workbook: Workbook, exercises: Exercise[] = workb
   }
   // Files nobody lists are forgotten work or leftovers.
   for (const c of workbook.chapters) {
-    const wrongDir = path.join(path.dirname(c.exercises[0]?.checkPath ?? c.textPath), 'wrong');
-    const listed = new Set(c.exercises.flatMap((e) => e.wrong.map((w) => path.basename(w.path))));
-    if (existsSync(wrongDir)) {
-      for (const f of readdirSync(wrongDir)) if (!listed.has(f)) add(`chapter ${c.number}`, `${rel(path.join(wrongDir, f))} is not listed in the manifest`);
+    const listed = new Set(c.exercises.flatMap((e) => variantsOf(e).map((v) => v.path)));
+    for (const kind of ['wrong', 'ok']) {
+      const dir = path.join(path.dirname(c.exercises[0]?.checkPath ?? c.textPath), kind);
+      if (!existsSync(dir)) continue;
+      for (const f of readdirSync(dir)) if (!listed.has(path.join(dir, f))) add(`chapter ${c.number}`, `${rel(path.join(dir, f))} is not listed in the manifest`);
     }
   }
   return problems;
@@ -73,7 +84,7 @@ export interface SelfCheckResult {
 
 /** Every target of every exercise against the live broker, judged against what the manifest expects. */
 export async function runSelfCheck(workbook: Workbook, broker: BrokerInfo, exercises: Exercise[] = workbook.exercises, opts: { concurrency?: number; onVerdict?: (v: Verdict) => void } = {}): Promise<SelfCheckResult> {
-  const jobs: CheckJob[] = exercises.flatMap((e) => [jobFor(e, 'exercise'), jobFor(e, 'solution'), ...e.wrong.map((w) => jobFor(e, 'wrong', w.name))]);
+  const jobs: CheckJob[] = exercises.flatMap((e) => [jobFor(e, 'exercise'), jobFor(e, 'solution'), ...variantsOf(e).map((v) => jobFor(e, v.kind, v.name))]);
   const verdicts = await runChecks(jobs, broker, { concurrency: opts.concurrency ?? SELFCHECK_CONCURRENCY, onVerdict: opts.onVerdict });
   const problems: Problem[] = [];
   for (const v of verdicts) {
@@ -99,6 +110,10 @@ export function judge(workbook: Workbook, v: Verdict): string | undefined {
   if (v.status === 'error') return `${v.target} ${v.variant ?? ''}: the check broke: ${v.finding?.summary}`;
   if (v.target === 'solution') return v.status === 'passed' ? contractProblem(workbook, v) : `the solution fails: ${v.finding?.summary}`;
   if (v.target === 'exercise') return v.status === 'failed' ? undefined : 'the starter passes its check';
+  if (v.target === 'ok') {
+    const ok = workbook.exercise(v.id)!.ok.find((o) => o.name === v.variant)!;
+    return v.status === 'passed' ? undefined : `alternative solution "${v.variant}" (${ok.style}) fails: ${v.finding?.summary}`;
+  }
   const wrong = workbook.exercise(v.id)!.wrong.find((w) => w.name === v.variant)!;
   if (v.status !== 'failed') return `known-wrong "${v.variant}" (${wrong.mistake}) passes its check`;
   const summary = (v.finding?.summary ?? '').toLowerCase();

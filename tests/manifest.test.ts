@@ -18,7 +18,8 @@ describe('the manifest', () => {
     expect(e.starterPath).toMatch(/exercises\/02-hello-world\/01-send\.ts$/);
     expect(e.solutionPath).toMatch(/solutions\/02-hello-world\/01-send\.ts$/);
     expect(e.checkPath).toMatch(/checks\/02-hello-world\/01-send\.check\.ts$/);
-    expect(e.wrong[0]!.path).toMatch(/checks\/02-hello-world\/wrong\/01-send\.[a-z-]+\.ts$/);
+    expect(e.wrong[0]!.path).toMatch(/checks\/02-hello-world\/wrong\/01-send\.[a-z-]+\.patch$/);
+    expect(e.ok[0]!.path).toMatch(/checks\/02-hello-world\/ok\/01-send\.ok-[a-z-]+\.patch$/);
     expect(wb.chapter(2)!.textPath).toMatch(/chapters\/02-hello-world\/README\.md$/);
   });
 
@@ -38,6 +39,15 @@ describe('the manifest', () => {
     const head = 'chapters:\n  - number: 1\n    slug: x\n    title: X\n    exercises:\n';
     expect(() => loadManifest(manifestFile(head + exercise('2.1')))).toThrow(/must start with "1\."/);
     expect(() => loadManifest(manifestFile(head + exercise('1.1') + exercise('1.1')))).toThrow(/twice/);
+  });
+
+  it('keeps "ok-" for alternative solutions: their names start with it, known-wrong names do not', () => {
+    const exercise = (variants: string) =>
+      `chapters:\n  - number: 1\n    slug: x\n    title: X\n    exercises:\n      - id: "1.1"\n        file: 01-a.ts\n        title: A\n        hints: [h]\n${variants}`;
+    const wrong = (a: string) => `        wrong: [{ name: ${a}, mistake: m, expect: e }, { name: b, mistake: m, expect: e }]\n`;
+    expect(() => loadManifest(manifestFile(exercise(wrong('ok-a'))))).toThrow(/not starting with "ok-"/);
+    expect(() => loadManifest(manifestFile(exercise(wrong('a') + '        ok: [{ name: other, style: s }]\n')))).toThrow(/starts with "ok-"/);
+    expect(loadManifest(manifestFile(exercise(wrong('a') + '        ok: [{ name: ok-other, style: s }]\n'))).exercise('1.1')!.ok[0]!.name).toBe('ok-other');
   });
 
   it('says which file cannot be read', () => {

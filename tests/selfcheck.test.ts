@@ -1,5 +1,6 @@
 // The workbook checks itself against the live broker: for every exercise the starter
-// fails, the solution passes, and each known-wrong variant fails with its expected message.
+// fails, the solution passes, each known-wrong variant fails with its expected message, and
+// each alternative solution passes.
 import { describe, expect, inject, it } from 'vitest';
 import { loadManifest } from '../runner/manifest/load.js';
 import { runSelfCheck } from '../runner/selfcheck.js';
@@ -10,7 +11,7 @@ const workbook = loadManifest();
 describe('workbook self-check', () => {
   for (const chapter of workbook.chapters) {
     if (chapter.exercises.length === 0) continue;
-    it(`chapter ${chapter.number}: starters fail, solutions pass, known-wrong variants fail as expected`, { timeout: 600_000 }, async () => {
+    it(`chapter ${chapter.number}: starters fail, solutions and alternatives pass, known-wrong variants fail as expected`, { timeout: 600_000 }, async () => {
       const { problems } = await runSelfCheck(workbook, broker, chapter.exercises);
       expect(problems).toEqual([]);
     });

@@ -35,4 +35,9 @@ describe('the self-check judge', () => {
     expect(judge(wb, { ...base, target: 'solution', status: 'failed', finding: { summary: 'x' } })).toMatch(/solution fails/);
     expect(judge(wb, { ...base, target: 'exercise', status: 'passed' })).toMatch(/starter passes/);
   });
+  it('requires an alternative solution to pass, and says which style failed', () => {
+    const ok: Verdict = { ...base, target: 'ok', variant: 'ok-confirm-callback', status: 'passed' };
+    expect(judge(wb, ok)).toBeUndefined();
+    expect(judge(wb, { ...ok, status: 'failed', finding: { summary: 'x' } })).toMatch(/alternative solution "ok-confirm-callback" \(.*waitForConfirms.*\) fails: x/);
+  });
 });

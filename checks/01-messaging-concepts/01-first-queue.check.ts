@@ -1,5 +1,6 @@
 // Check 1.1: declareQueue() leaves a durable quorum queue in the check's own vhost (so it
-// connected to the url it was given) and closes its connection.
+// connected to the url it was given) and closes its connection, also when the broker
+// refuses the declaration, which must reach the caller.
 import { randomBytes } from 'node:crypto';
 import { defineCheck } from '../../runner/check/context.js';
 import { expectQuorumQueue } from '../../runner/check/topology.js';
@@ -9,6 +10,7 @@ export default defineCheck<typeof Exercise>(async (t) => {
   // A fresh name per run: if the queue lands in the shared vhost "/", it cannot be mistaken for another one.
   const name = `first-queue-${randomBytes(3).toString('hex')}`;
 
+  t.provoke(1, `handed declareQueue() the URL of this check's own vhost "${t.vhost}"`);
   await t.call(`declareQueue(url, "${name}")`, () => t.target.declareQueue(t.url, name));
   await t.expectConnectionsClosed('declareQueue()');
 
@@ -30,6 +32,35 @@ export default defineCheck<typeof Exercise>(async (t) => {
     }
     q = await t.queue(name); // fails with "there is no queue named …"
   }
-  t.log(`found queue "${name}" in vhost "${t.vhost}": type ${q.type ?? 'classic'}, durable ${q.durable}`);
+  t.observe(1, `found queue "${name}" in vhost "${t.vhost}", the one the URL names`);
+  t.provoke(2, `asked for a queue "${name}"`);
   await expectQuorumQueue(t, name);
+  t.observe(2, `"${name}" is a durable quorum queue`);
+
+  // Make the declaration fail: a classic queue already holds the name, so the broker refuses a quorum one.
+  const taken = `${name}-taken`;
+  const ch = await t.channel();
+  await ch.assertQueue(taken, { durable: true });
+  await ch.close();
+  t.provoke(3, `declared "${taken}" as a classic queue first, so that declaring it as a quorum queue fails (406 PRECONDITION_FAILED)`);
+  const outcome = await t.call(`declareQueue(url, "${taken}")`, async () => {
+    try {
+      await t.target.declareQueue(t.url, taken);
+      return 'resolved';
+    } catch {
+      return 'rejected';
+    }
+  });
+  if (outcome === 'resolved') {
+    t.fail({
+      summary: `The broker refused to declare "${taken}" (it exists as a classic queue), but declareQueue() resolved as if all was well.`,
+      expected: 'declareQueue() rejects with the broker\'s error (406 PRECONDITION_FAILED)',
+      saw: 'declareQueue() resolved',
+      why: 'A caller that is told "done" goes on to use a queue that is not what it asked for. An error you catch and drop is a failure nobody hears of.',
+      fix: 'Do not catch the error, or rethrow it: try { … } finally { await connection.close(); } closes the connection and lets the error through.',
+      link: t.ui('queues', taken),
+    });
+  }
+  await t.expectConnectionsClosed('declareQueue(), after the broker refused the declaration,');
+  t.observe(3, 'declareQueue() rejected with the broker\'s refusal, and its connection is closed');
 });

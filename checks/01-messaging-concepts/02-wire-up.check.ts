@@ -5,25 +5,41 @@ import { defineCheck } from '../../runner/check/context.js';
 import { expectExchange, expectQuorumQueue } from '../../runner/check/topology.js';
 import { explainError } from '../../runner/check/explain-error.js';
 import type * as Exercise from '../../exercises/01-messaging-concepts/02-wire-up.js';
+import { recordChannelCalls } from './support.js';
 
 export default defineCheck<typeof Exercise>(async (t) => {
   const exchange = 'notifications';
   const queue = 'emails';
   const key = 'email';
 
-  const thrown = await t.call('wireUp(url)', async () => {
-    try {
-      await t.target.wireUp(t.url);
-      return undefined;
-    } catch (err) {
-      return err as unknown;
-    }
-  });
+  t.provoke([1, 2, 3], 'called wireUp() on an empty vhost');
+  const bindCalls = await recordChannelCalls(t, ['bindQueue', 'bindExchange']);
+  const thrown = await t
+    .call('wireUp(url)', async () => {
+      try {
+        await t.target.wireUp(t.url);
+        return undefined;
+      } catch (err) {
+        return err as unknown;
+      }
+    })
+    .finally(bindCalls.restore);
   if (thrown !== undefined) {
     const message = thrown instanceof Error ? thrown.message : String(thrown);
-    if (new RegExp(`no exchange '${queue}'|no queue '${exchange}'`).test(message)) {
+    const exchangeBind = bindCalls.calls.find((c) => c.method === 'bindExchange');
+    if (exchangeBind) {
       t.fail({
-        summary: `wireUp(url) threw: the broker looked for an exchange "${queue}" (or a queue "${exchange}"): the arguments of bindQueue are swapped.`,
+        summary: `wireUp(url) threw: it called bindExchange(${exchangeBind.args.slice(0, 3).map((a) => JSON.stringify(a)).join(', ')}), which binds an exchange to an exchange, not a queue.`,
+        expected: `channel.bindQueue('${queue}', '${exchange}', '${key}')`,
+        saw: message,
+        why: `bindExchange(destination, source, pattern) wants two exchanges. "${queue}" is a queue, so the broker finds no exchange by that name and closes the channel with NOT_FOUND.`,
+        fix: `await channel.bindQueue('${queue}', '${exchange}', '${key}')`,
+      });
+    }
+    const swapped = bindCalls.calls.find((c) => c.method === 'bindQueue' && c.args[0] === exchange && c.args[1] === queue);
+    if (swapped) {
+      t.fail({
+        summary: `wireUp(url) threw: it called bindQueue('${exchange}', '${queue}', …): the arguments of bindQueue are swapped.`,
         expected: `channel.bindQueue('${queue}', '${exchange}', '${key}'): the queue first, then the exchange, then the routing key`,
         saw: message,
         why: 'bindQueue(queue, exchange, routingKey) names the destination first. With the two swapped, the broker looks for an exchange named after your queue, finds none, and closes the channel with NOT_FOUND.',
@@ -35,11 +51,12 @@ export default defineCheck<typeof Exercise>(async (t) => {
   await t.expectConnectionsClosed('wireUp()');
 
   // 1. The exchange.
-  const x = await expectExchange(t, exchange, 'direct', `await channel.assertExchange('${exchange}', 'direct', { durable: true })`);
-  t.log(`found exchange "${exchange}": type ${x.type}, durable ${x.durable}`);
+  await expectExchange(t, exchange, 'direct', `await channel.assertExchange('${exchange}', 'direct', { durable: true })`);
+  t.observe(1, `"${exchange}" is a durable direct exchange`);
 
   // 2. The queue.
-  const q = await expectQuorumQueue(t, queue);
+  await expectQuorumQueue(t, queue);
+  t.observe(2, `"${queue}" is a durable quorum queue`);
 
   // 3. The binding between them.
   const bindings = (await t.mgmt.bindings(t.vhost)).filter((b) => b.source === exchange && b.destination === queue && b.destination_type === 'queue');
@@ -78,7 +95,7 @@ export default defineCheck<typeof Exercise>(async (t) => {
 
   await t.waitFor(async () => (await t.messageCount(queue)) >= 1, 500);
   const got = (await t.takeMessages(queue)).map((m) => m.content.toString());
-  t.log(`"${queue}" received ${got.length} message(s)`);
+  t.observe(3, `"${queue}" received ${got.length} message(s)`);
   if (got.length !== 1 || got[0] !== emailBody) {
     t.fail({
       summary:
@@ -92,4 +109,31 @@ export default defineCheck<typeof Exercise>(async (t) => {
       link: t.ui('queues', queue),
     });
   }
+
+  // Make the declaration fail: "notifications" exists as a fanout exchange, so declaring it direct is refused.
+  const admin = await t.channel();
+  await admin.deleteExchange(exchange);
+  await admin.assertExchange(exchange, 'fanout', { durable: true });
+  await admin.close();
+  t.provoke(4, `re-created "${exchange}" as a fanout exchange, so that declaring it as direct fails (406 PRECONDITION_FAILED)`);
+  const outcome = await t.call('wireUp(url) while the broker refuses the exchange', async () => {
+    try {
+      await t.target.wireUp(t.url);
+      return 'resolved';
+    } catch {
+      return 'rejected';
+    }
+  });
+  if (outcome === 'resolved') {
+    t.fail({
+      summary: `The broker refused to declare "${exchange}" as a direct exchange (it exists as a fanout one), but wireUp() resolved as if all was well.`,
+      expected: "wireUp() rejects with the broker's error (406 PRECONDITION_FAILED)",
+      saw: 'wireUp() resolved',
+      why: 'A caller told "wired" goes on to publish into a topology that is not what it asked for. An error you catch and drop is a failure nobody hears of.',
+      fix: 'Do not catch the error, or rethrow it: try { … } finally { await connection.close(); } closes the connection and lets the error through.',
+      link: t.ui('exchanges', exchange),
+    });
+  }
+  await t.expectConnectionsClosed('wireUp(), after the broker refused the exchange,');
+  t.observe(4, "wireUp() rejected with the broker's refusal, and its connection is closed");
 });

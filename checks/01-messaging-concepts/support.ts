@@ -44,3 +44,30 @@ export async function checkerConnection(t: CheckContext<unknown>, vhost: string)
   connection.on('error', () => undefined); // deleting the vhost closes it; that is expected
   return connection;
 }
+
+/** A call of one of amqplib's Channel methods, as the code under check made it. */
+export interface ChannelCall {
+  method: string;
+  args: unknown[];
+}
+
+/**
+ * Records the code under check's calls of the named Channel methods until restore(). The code
+ * under check and the checker load the same amqplib in the same thread, so its Channel class
+ * is shared: a verdict can then say "you called bindExchange", not guess it from an error.
+ */
+export async function recordChannelCalls(t: CheckContext<unknown>, methods: string[]): Promise<{ calls: ChannelCall[]; restore: () => void }> {
+  // amqplib exports no Channel class: take its prototype from a channel of the checker's.
+  const probe = await t.channel();
+  const proto = Object.getPrototypeOf(probe) as Record<string, (...args: unknown[]) => unknown>;
+  await probe.close();
+  const calls: ChannelCall[] = [];
+  const originals = methods.map((m) => [m, proto[m]!] as const);
+  for (const [method, original] of originals) {
+    proto[method] = function (this: unknown, ...args: unknown[]) {
+      calls.push({ method, args });
+      return original.apply(this, args);
+    };
+  }
+  return { calls, restore: () => originals.forEach(([m, original]) => (proto[m] = original)) };
+}

@@ -1,135 +1,279 @@
-// Check 13.2: the exchange, the main queue, the dead-letter queue and the delay queues
-// exist with the right arguments, declaring twice is harmless, an event published to the
-// exchange lands in the main queue, and a message parked in a delay queue comes BACK to
-// the main queue after its delay (the checker uses short delays: 400 and 800 ms).
+// Check 13.2: the exchange, the main queue, the dead-letter queue and the delay queues exist
+// with the right arguments and bindings (read from the broker); a message published to the
+// exchange lands in the main queue and survives a second declaration; the main queue
+// dead-letters what it rejects; a message parked in a delay queue comes BACK after its delay
+// (the checker uses short delays: 400 and 1000 ms); a declaration the broker refuses rejects;
+// connect() names its connection and logs the error when the checker cuts it.
 import { defineCheck } from '../../runner/check/context.js';
 import type * as Exercise from '../../exercises/13-capstone/02-topology.js';
 import { memoryLogger } from '../../capstone/log.js';
+import { checkerStep, rejection, withResources } from './support.js';
 
-export default defineCheck<typeof Exercise>(async (t) => {
-  const delays = [400, 800];
-  const { EXCHANGE, QUEUE, DEAD_LETTER_QUEUE, ROUTING_KEY } = t.target;
+const EXCHANGE = 'bridge';
+const ROUTING_KEY = 'customer';
+const QUEUE = 'bridge.customers';
+const DLQ = 'bridge.customers.dead';
+const DELAYS = [400, 1000];
+/** The names the relay, the receiver and the other checks rely on: bridge.customers.retry.5s, ….400ms */
+const delayQueue = (ms: number) => `${QUEUE}.retry.${ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`}`;
+const AT_LEAST_ONCE = "'x-dead-letter-strategy': 'at-least-once', 'x-overflow': 'reject-publish'";
 
-  // 0. Which delay queue for which attempt (plain functions, no broker needed).
-  const name = (d: number) => t.target.retryQueue(d);
-  const picks = await t.call('retryQueueFor(1..4, [400, 800])', () => [1, 2, 3, 4].map((a) => t.target.retryQueueFor(a, delays)));
-  const want = [name(400), name(800), name(800), name(800)];
-  if (picks.join() !== want.join()) {
-    t.fail({
-      summary: picks[1] === picks[0] ? 'Every retry waits as long as the first one: the delay does not grow.' : 'retryQueueFor() does not pick the delay queues in order.',
-      expected: `attempt 1 → ${want[0]}, 2 → ${want[1]}, 3 → ${want[2]}, 4 → ${want[3]}`,
-      saw: picks.map((p, i) => `${i + 1} → ${p}`).join(', '),
-      why: 'While Odoo is down, retrying every few seconds forever adds load just when it hurts. Waiting longer each time (5 s, 10 s, 20 s, 30 s…) gives it room to come back.',
-      fix: 'Index delaysMs with attempt - 1, and stay on the last delay once attempts run past the end.',
-    });
-  }
-  const firstDefault = t.target.retryQueueFor(1);
-  if (firstDefault !== name(5000)) {
-    t.fail({ summary: `The first retry should wait 5 s (the seed's rhythm), but retryQueueFor(1) is ${firstDefault}.`, expected: name(5000), saw: firstDefault, fix: 'RETRY_DELAYS_MS starts with 5_000.' });
-  }
-
-  // 1. Declare (twice: the relay and the receiver both do, in any order).
-  const ch = await t.channel();
-  await t.call(`assertTopology(channel, [${delays}])`, () => t.target.assertTopology(ch, delays));
-  const ch2 = await t.channel();
-  await t.call(`assertTopology(channel, [${delays}]) a second time`, () => t.target.assertTopology(ch2, delays));
-
-  const ex = await t.mgmt.exchange(t.vhost, EXCHANGE);
-  if (!ex || ex.type !== 'direct' || !ex.durable) {
-    t.fail({ summary: `There is no durable direct exchange "${EXCHANGE}".`, saw: ex ? `${ex.type}, durable ${ex.durable}` : 'no such exchange', fix: `channel.assertExchange(EXCHANGE, 'direct', { durable: true })`, link: t.ui('exchanges') });
-  }
-  const quorum = async (q: string, what: string) => {
-    const info = await t.queue(q);
-    if (info.type !== 'quorum' || !info.durable) {
+export default defineCheck<typeof Exercise>(async (t) =>
+  withResources(async (defer) => {
+    // ---- line 5: which delay queue for which attempt (plain functions, no broker) ----
+    t.provoke(5, `asked retryQueueFor(1…5, [${DELAYS}]) and retryQueueFor(1…5) with the default delays`);
+    const picks = await t.call(`retryQueueFor(1…5, [${DELAYS}])`, () => [1, 2, 3, 4, 5].map((a) => t.target.retryQueueFor(a, DELAYS)));
+    const want = [400, 1000, 1000, 1000, 1000].map(delayQueue);
+    t.observe(5, `retryQueueFor() answered ${picks.join(', ')}`);
+    if (picks.join() !== want.join()) {
       t.fail({
-        summary: `"${q}" (${what}) is not a quorum queue.`,
-        expected: "durable, arguments { 'x-queue-type': 'quorum' }",
-        saw: `${info.type ?? 'classic'}, durable ${info.durable}`,
-        why: 'A quorum queue keeps its messages on a majority of nodes and survives a node failure; the bridge must not lose events while they wait.',
-        fix: "{ durable: true, arguments: { 'x-queue-type': 'quorum', … } }",
-        link: t.ui('queues', q),
+        summary:
+          picks[1] === picks[0]
+            ? 'Every retry waits as long as the first one: the delay does not grow.'
+            : picks.some((p) => !want.includes(p))
+              ? `retryQueueFor() names queues that assertTopology() does not declare (${picks.find((p) => !want.includes(p))}).`
+              : 'retryQueueFor() does not pick the delay queues in order.',
+        expected: want.map((w, i) => `${i + 1} → ${w}`).join(', '),
+        saw: picks.map((p, i) => `${i + 1} → ${p}`).join(', '),
+        why: 'While Odoo is down, retrying every few seconds forever adds load just when it hurts. Waiting longer each time (5 s, 10 s, 20 s, 30 s…) gives it room to come back, and the last delay repeats for as long as it takes.',
+        fix: 'retryQueue(delaysMs[Math.min(attempt, delaysMs.length) - 1]): attempt 1 is delaysMs[0], and past the end the last delay again.',
       });
     }
-    return info;
-  };
-  const main = await quorum(QUEUE, 'the main queue');
-  await quorum(DEAD_LETTER_QUEUE, 'the dead-letter queue');
-  if (main.arguments['x-dead-letter-routing-key'] !== DEAD_LETTER_QUEUE) {
-    t.fail({
-      summary: `"${QUEUE}" does not dead-letter to "${DEAD_LETTER_QUEUE}".`,
-      expected: `'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': '${DEAD_LETTER_QUEUE}'`,
-      saw: JSON.stringify(main.arguments),
-      why: 'RabbitMQ 4 gives up on a message redelivered 20 times. With a dead-letter target it lands in the dead-letter queue; without one it is dropped.',
-      fix: `Add those two arguments (and the at-least-once ones) to the main queue.`,
-      link: t.ui('queues', QUEUE),
-    });
-  }
-  for (const d of delays) {
-    const info = await quorum(name(d), `the ${d} ms delay queue`);
-    const a = info.arguments;
-    const problems = [
-      a['x-message-ttl'] !== d && `x-message-ttl is ${JSON.stringify(a['x-message-ttl'])}, not ${d}`,
-      a['x-dead-letter-exchange'] !== '' && `x-dead-letter-exchange is ${JSON.stringify(a['x-dead-letter-exchange'])}, not '' (the default exchange)`,
-      a['x-dead-letter-routing-key'] !== QUEUE && `x-dead-letter-routing-key is ${JSON.stringify(a['x-dead-letter-routing-key'])}, not '${QUEUE}'`,
-      a['x-dead-letter-strategy'] !== 'at-least-once' && `x-dead-letter-strategy is ${JSON.stringify(a['x-dead-letter-strategy'])}, not 'at-least-once'`,
-      a['x-overflow'] !== 'reject-publish' && `x-overflow is ${JSON.stringify(a['x-overflow'])}, not 'reject-publish' (at-least-once dead-lettering needs it)`,
-    ].filter(Boolean);
-    if (problems.length) {
+    const defaults = [...t.target.RETRY_DELAYS_MS];
+    const defaultPicks = defaults.map((_, i) => t.target.retryQueueFor(i + 1)).concat(t.target.retryQueueFor(defaults.length + 1));
+    const growing = defaults.every((d, i) => i === 0 || d > defaults[i - 1]!);
+    const wantDefaults = defaults.map(delayQueue).concat(delayQueue(defaults.at(-1)!));
+    if (defaults[0] !== 5000 || !growing || defaultPicks.join() !== wantDefaults.join()) {
       t.fail({
-        summary: `The delay queue "${name(d)}" will not bring messages back to "${QUEUE}": ${problems[0]}.`,
-        expected: `x-message-ttl ${d}, dead-lettered through '' with routing key '${QUEUE}', at-least-once`,
-        saw: problems.join('; '),
-        why: 'A delay queue has no consumer. Its messages leave only by expiring, and the dead-letter settings decide where they go then: back to the main queue, or nowhere.',
-        fix: `arguments: { 'x-queue-type': 'quorum', 'x-message-ttl': delay, 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': QUEUE, 'x-dead-letter-strategy': 'at-least-once', 'x-overflow': 'reject-publish' }`,
-        link: t.ui('queues', name(d)),
+        summary: defaults[0] !== 5000 ? `The first retry should wait 5 s (the seed's rhythm), but RETRY_DELAYS_MS starts with ${defaults[0]}.` : !growing ? `RETRY_DELAYS_MS does not grow: ${defaults.join(', ')}.` : 'retryQueueFor(attempt) without delays does not follow RETRY_DELAYS_MS.',
+        expected: `RETRY_DELAYS_MS starting at 5000 and growing; retryQueueFor(1…${defaults.length + 1}) → ${wantDefaults.join(', ')}`,
+        saw: `RETRY_DELAYS_MS [${defaults.join(', ')}]; retryQueueFor(1…${defaults.length + 1}) → ${defaultPicks.join(', ')}`,
+        fix: 'RETRY_DELAYS_MS = [5_000, 10_000, 20_000, 30_000], and retryQueueFor(attempt, delaysMs = RETRY_DELAYS_MS).',
       });
     }
-  }
 
-  // 2. An event published to the exchange lands in the main queue.
-  const pub = await t.confirmChannel();
-  pub.publish(EXCHANGE, ROUTING_KEY, Buffer.from('{"probe":1}'), { persistent: true });
-  await pub.waitForConfirms();
-  t.log(`published a probe to exchange "${EXCHANGE}" with routing key "${ROUTING_KEY}"`);
-  if ((await t.messageCount(QUEUE)) !== 1) {
-    t.fail({ summary: `A message published to "${EXCHANGE}" with routing key "${ROUTING_KEY}" did not reach "${QUEUE}".`, fix: 'channel.bindQueue(QUEUE, EXCHANGE, ROUTING_KEY)', link: t.ui('exchanges', EXCHANGE) });
-  }
-  await t.takeMessages(QUEUE);
+    // ---- line 6, first half: connect() early, so that the management API lists the connection by the end ----
+    const log = memoryLogger('topology');
+    const NAME = 'bridge topology (check 13.2)';
+    const conn = await t.call(`connect(url, '${NAME}', log)`, () => t.target.connect(t.url, NAME, log));
+    defer(() => conn.close());
 
-  // 3. A message parked for a retry comes back to the main queue after the delay.
-  await t.publish(name(400), [{ parked: true }]);
-  const parkedAt = Date.now();
-  t.log(`parked a message in "${name(400)}"`);
-  const back = await t.waitFor(async () => (await t.messageCount(QUEUE)) === 1, 3000, 50);
-  const waited = Date.now() - parkedAt;
-  if (!back) {
-    const still = await t.messageCount(name(400));
-    t.fail({
-      summary: still ? `The parked message is still in "${name(400)}" after 3 s: it does not expire.` : `The parked message expired but never came back to "${QUEUE}": it was lost.`,
-      expected: `the message back in "${QUEUE}" about 400 ms later`,
-      saw: `${still} message(s) still parked, 0 in "${QUEUE}"`,
-      why: 'The receiver acks a message once its copy sits in a delay queue. If the copy never returns, the event is gone for good.',
-      fix: `x-dead-letter-routing-key must be '${QUEUE}': without it the message is dead-lettered with its old routing key (the delay queue's own name) and dropped as a cycle.`,
-      link: t.ui('queues', name(400)),
+    // ---- lines 1-3: declare, then read everything from the broker ----
+    t.provoke([1, 2, 3], `called assertTopology(channel, [${DELAYS}]) on a channel of the checker`);
+    await t.call(`assertTopology(channel, [${DELAYS}])`, async () => t.target.assertTopology(await t.channel(), DELAYS));
+
+    const ex = await t.mgmt.exchange(t.vhost, EXCHANGE);
+    if (!ex || ex.type !== 'direct' || !ex.durable) {
+      t.fail({
+        summary: ex ? `The exchange "${EXCHANGE}" is ${ex.durable ? '' : 'not durable, '}${ex.type === 'direct' ? 'direct' : `a ${ex.type} exchange, not a direct one`}.` : `There is no exchange named "${EXCHANGE}".`,
+        expected: `a durable direct exchange "${EXCHANGE}"`,
+        saw: ex ? `type ${ex.type}, durable ${ex.durable}` : 'no such exchange',
+        why: 'The relay publishes every event to this exchange. A transient one is gone after a broker restart, and with it every binding: events are then dropped.',
+        fix: `channel.assertExchange('${EXCHANGE}', 'direct', { durable: true })`,
+        link: t.ui('exchanges'),
+      });
+    }
+    const bindings = (await t.mgmt.bindings(t.vhost)).filter((b) => b.source === EXCHANGE).map((b) => `${b.destination_type} ${b.destination} ← "${b.routing_key}"`);
+    t.observe(1, `read exchange "${EXCHANGE}" and its bindings from the management API: ${bindings.join('; ') || 'none'}`);
+    if (bindings.join() !== `queue ${QUEUE} ← "${ROUTING_KEY}"`) {
+      t.fail({
+        summary: bindings.length === 0 ? `Nothing is bound to the exchange "${EXCHANGE}": every event the relay publishes is dropped.` : `The exchange "${EXCHANGE}" is not bound to "${QUEUE}" with the routing key "${ROUTING_KEY}" alone.`,
+        expected: `one binding: queue ${QUEUE} ← "${ROUTING_KEY}"`,
+        saw: bindings.join('; ') || 'no bindings',
+        why: 'A direct exchange delivers a message to the queues bound with exactly its routing key. The relay publishes with "customer"; a binding under another key, or to another queue, routes the events elsewhere or nowhere.',
+        fix: `channel.bindQueue('${QUEUE}', '${EXCHANGE}', '${ROUTING_KEY}')`,
+        link: t.ui('exchanges', EXCHANGE),
+      });
+    }
+
+    const quorum = async (q: string, what: string, line: number) => {
+      const info = await t.queue(q, { fix: `Declare it in assertTopology(): channel.assertQueue('${q}', { durable: true, arguments: { 'x-queue-type': 'quorum', … } })` });
+      t.observe(line, `read ${what} "${q}" from the management API: ${info.type ?? 'classic'}, arguments ${JSON.stringify(info.arguments)}`);
+      if (info.type !== 'quorum' || !info.durable) {
+        t.fail({
+          summary: `"${q}" (${what}) is not a quorum queue.`,
+          expected: "durable, arguments { 'x-queue-type': 'quorum', … }",
+          saw: `${info.type ?? 'classic'}, durable ${info.durable}`,
+          why: 'A quorum queue keeps its messages on a majority of nodes and survives a node failure; the bridge must not lose events while they wait. (At-least-once dead-lettering also exists only for quorum queues.)',
+          fix: "{ durable: true, arguments: { 'x-queue-type': 'quorum', … } }",
+          link: t.ui('queues', q),
+        });
+      }
+      return info.arguments;
+    };
+    const argProblems = (a: Record<string, unknown>, want: Record<string, unknown>) =>
+      Object.entries(want)
+        .filter(([k, v]) => a[k] !== v)
+        .map(([k, v]) => `${k} is ${a[k] === undefined ? 'missing' : JSON.stringify(a[k])}, not ${JSON.stringify(v)}`);
+
+    const mainArgs = await quorum(QUEUE, 'the main queue', 1);
+    await quorum(DLQ, 'the dead-letter queue', 2);
+    const mainProblems = argProblems(mainArgs, { 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': DLQ, 'x-dead-letter-strategy': 'at-least-once', 'x-overflow': 'reject-publish' });
+    t.observe(2, `read the dead-letter arguments of "${QUEUE}"`);
+    if (mainProblems.length) {
+      t.fail({
+        summary: `"${QUEUE}" does not dead-letter to "${DLQ}" at-least-once: ${mainProblems[0]}.`,
+        expected: `'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': '${DLQ}', ${AT_LEAST_ONCE}`,
+        saw: mainProblems.join('; '),
+        why: 'RabbitMQ 4 gives up on a message redelivered 20 times, and a consumer may reject one. With a dead-letter target it lands in the dead-letter queue; without one it is dropped. At-least-once keeps it in the main queue until the dead-letter queue confirmed it.',
+        fix: `Add those arguments to the main queue's declaration.`,
+        link: t.ui('queues', QUEUE),
+      });
+    }
+    for (const d of DELAYS) {
+      const name = delayQueue(d);
+      const problems = argProblems(await quorum(name, `the ${d} ms delay queue`, 3), {
+        'x-message-ttl': d,
+        'x-dead-letter-exchange': '',
+        'x-dead-letter-routing-key': QUEUE,
+        'x-dead-letter-strategy': 'at-least-once',
+        'x-overflow': 'reject-publish',
+      });
+      if (problems.length) {
+        const noKey = problems.some((p) => p.startsWith('x-dead-letter-routing-key'));
+        t.fail({
+          summary: `The delay queue "${name}" will not bring messages back to "${QUEUE}": ${problems[0]}.`,
+          expected: `x-message-ttl ${d}, dead-lettered through '' with routing key '${QUEUE}', at-least-once`,
+          saw: problems.join('; '),
+          why: noKey
+            ? "Without x-dead-letter-routing-key an expired message keeps its old routing key, the delay queue's own name: the default exchange routes it straight back into the queue it expired from, and RabbitMQ drops it as a dead-letter cycle."
+            : 'A delay queue has no consumer. Its messages leave only by expiring, and the dead-letter settings decide where they go then: back to the main queue, or nowhere.',
+          fix: `arguments: { 'x-queue-type': 'quorum', 'x-message-ttl': delay, 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': QUEUE, ${AT_LEAST_ONCE} }`,
+          link: t.ui('queues', name),
+        });
+      }
+    }
+
+    // ---- line 1 and 4: an event through the exchange; a second declaration keeps it ----
+    const first = `{"probe":"through the exchange","n":${Date.now()}}`;
+    await checkerStep(t, `publish to the exchange "${EXCHANGE}"`, async () => {
+      const pub = await t.confirmChannel();
+      pub.publish(EXCHANGE, ROUTING_KEY, Buffer.from(first), { persistent: true, contentType: 'application/json' });
+      await pub.waitForConfirms();
+      await pub.close();
     });
-  }
-  if (waited < 300) {
-    t.fail({ summary: `The parked message came back after ${waited} ms, before its 400 ms delay.`, fix: "'x-message-ttl': delay on each delay queue." });
-  }
-  t.log(`the message was back in "${QUEUE}" after ${waited} ms`);
+    t.provoke([1, 4], `published a message to "${EXCHANGE}" with routing key "${ROUTING_KEY}", then called assertTopology() a second time (the relay and the receiver both declare)`);
+    await t.call(`assertTopology(channel, [${DELAYS}]) a second time`, async () => t.target.assertTopology(await t.channel(), DELAYS));
+    const ch = await t.channel();
+    defer(() => ch.close());
+    const routed = await checkerStep(t, `read "${QUEUE}"`, () => ch.get(QUEUE, { noAck: false }));
+    t.observe([1, 4], `took from "${QUEUE}": ${routed ? JSON.stringify(routed.content.toString()) : 'nothing'}`);
+    if (routed === false || routed.content.toString() !== first) {
+      return t.fail({
+        summary: routed ? `"${QUEUE}" holds another message than the one published to "${EXCHANGE}".` : `The message published to "${EXCHANGE}" before the second assertTopology() is not in "${QUEUE}" any more.`,
+        expected: `the message ${first} in "${QUEUE}"`,
+        saw: routed ? JSON.stringify(routed.content.toString()) : `"${QUEUE}" is empty`,
+        why: 'The relay and the receiver both declare the topology, every time they (re)connect, while events wait in the queue. A declaration that deletes or purges a queue to avoid PRECONDITION_FAILED loses every event in it.',
+        fix: 'Only assertExchange / assertQueue / bindQueue: they change nothing when the object already exists with the same settings. Never delete or purge.',
+        link: t.ui('queues', QUEUE),
+      });
+    }
 
-  // 4. connect(): a named connection with an error listener.
-  const log = memoryLogger('topology');
-  const conn = await t.call(`connect(url, 'check', log)`, () => t.target.connect(t.url, 'check', log));
-  try {
+    // ---- line 2: the main queue dead-letters what a consumer rejects ----
+    ch.nack(routed, false, false);
+    t.provoke(2, `rejected that message without requeueing it (nack, requeue false): "${QUEUE}" must dead-letter it`);
+    await t.waitFor(async () => (await t.messageCount(DLQ)) > 0, 2000, 25);
+    const [dead] = await t.takeMessages(DLQ, 1);
+    const death = (dead?.properties.headers?.['x-death'] as { queue?: string; reason?: string }[] | undefined)?.[0];
+    t.observe(2, `took from "${DLQ}": ${dead ? `${JSON.stringify(dead.content.toString())}, x-death ${death?.reason} from ${death?.queue}` : 'nothing'}`);
+    if (!dead || dead.content.toString() !== first || death?.queue !== QUEUE) {
+      t.fail({
+        summary: `A message rejected from "${QUEUE}" did not reach "${DLQ}".`,
+        expected: `the rejected message in "${DLQ}", its x-death header naming "${QUEUE}"`,
+        saw: dead ? `${JSON.stringify(dead.content.toString())}, x-death ${JSON.stringify(death)}` : `"${DLQ}" is empty`,
+        why: 'What the main queue gives up on must land where a person can look at it. Without x-dead-letter-routing-key pointing at the dead-letter queue, the broker drops it.',
+        fix: `On "${QUEUE}": 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': '${DLQ}', ${AT_LEAST_ONCE}.`,
+        link: t.ui('queues', DLQ),
+      });
+    }
+
+    // ---- line 3: a parked message comes back after its delay ----
+    const parked = `{"probe":"parked","n":${Date.now()}}`;
+    await t.publish(delayQueue(400), [Buffer.from(parked)]);
+    const parkedAt = Date.now();
+    t.provoke(3, `parked a message in "${delayQueue(400)}" (nobody consumes it: it must expire after 400 ms and go back to "${QUEUE}")`);
+    const back = await t.waitFor(async () => (await t.messageCount(QUEUE)) > 0, 3000, 25);
+    const waited = Date.now() - parkedAt;
+    const [returned] = back ? await t.takeMessages(QUEUE, 1) : [];
+    const returnedDeath = (returned?.properties.headers?.['x-death'] as { queue?: string; reason?: string }[] | undefined)?.[0];
+    t.observe(3, returned ? `the message was back in "${QUEUE}" after ${waited} ms, x-death ${returnedDeath?.reason} from ${returnedDeath?.queue}` : `"${QUEUE}" still empty after ${waited} ms`);
+    if (!returned) {
+      const still = await t.messageCount(delayQueue(400));
+      t.fail({
+        summary: still ? `The parked message is still in "${delayQueue(400)}" after 3 s: it does not expire.` : `The parked message expired but never came back to "${QUEUE}": it was lost.`,
+        expected: `the message back in "${QUEUE}" about 400 ms later`,
+        saw: `${still} message(s) still parked, 0 in "${QUEUE}"`,
+        why: 'The receiver acks a message once its copy sits in a delay queue. If the copy never returns, the event is gone for good.',
+        fix: `'x-message-ttl': delay, and x-dead-letter-routing-key '${QUEUE}': without it the message is dead-lettered with its old routing key (the delay queue's own name) and dropped as a cycle.`,
+        link: t.ui('queues', delayQueue(400)),
+      });
+    }
+    if (returned.content.toString() !== parked || returnedDeath?.queue !== delayQueue(400) || waited < 300) {
+      t.fail({
+        summary: waited < 300 ? `The parked message came back after ${waited} ms, before its 400 ms delay.` : `What came back to "${QUEUE}" is not the message parked in "${delayQueue(400)}".`,
+        expected: `${parked}, after about 400 ms, x-death naming "${delayQueue(400)}"`,
+        saw: `${JSON.stringify(returned.content.toString())} after ${waited} ms, x-death ${JSON.stringify(returnedDeath)}`,
+        fix: "'x-message-ttl': delay on each delay queue, the delay it is named after.",
+        link: t.ui('queues', delayQueue(400)),
+      });
+    }
+
+    // ---- line 4: a declaration the broker refuses must reach the caller ----
+    const clash = delayQueue(1000);
+    await t.mgmt.deleteQueue(t.vhost, clash);
+    await checkerStep(t, `declare "${clash}" as a classic queue`, async () => {
+      const c = await t.channel();
+      await c.assertQueue(clash, { durable: true, arguments: { 'x-queue-type': 'classic' } });
+      await c.close();
+    });
+    t.provoke(4, `replaced "${clash}" by a classic queue without arguments, then called assertTopology() again: the broker must refuse (PRECONDITION_FAILED)`);
+    const refused = await rejection(async () => t.target.assertTopology(await t.channel(), DELAYS));
+    const refusedText = refused instanceof Error ? `${refused.message} ${String((refused as { cause?: Error }).cause?.message ?? '')}` : '';
+    t.observe(4, `assertTopology() ${refused === undefined ? 'resolved' : refused === 'timeout' ? 'did not settle within 5 s' : `rejected: ${refused.message}`}`);
+    if (!(refused instanceof Error) || !/PRECONDITION_FAILED|406|inequivalent/i.test(refusedText)) {
+      t.fail({
+        summary: refused === undefined ? `assertTopology() resolved although the broker refused to declare "${clash}": the error was swallowed.` : refused === 'timeout' ? 'assertTopology() never settled after the broker refused a declaration.' : `assertTopology() rejected, but without the broker's error: ${refused.message}`,
+        expected: "a rejection with the broker's error (406 PRECONDITION_FAILED, inequivalent arg 'x-queue-type')",
+        saw: refused instanceof Error ? refused.message : String(refused ?? 'resolved'),
+        why: 'The relay and the receiver start by declaring the topology. If a queue exists with other arguments, the broker closes the channel; a declaration that carries on as if nothing happened leaves them working on a dead channel, with nobody told why.',
+        fix: 'await every assertExchange / assertQueue / bindQueue and let their errors through (no try/catch that only logs).',
+        link: t.ui('queues', clash),
+      });
+    }
+
+    // ---- line 6: the connection's name, and its errors logged ----
+    const listed = await t.waitFor(async () => (await t.mgmt.connections(t.vhost)).find((c) => c.client_properties?.connection_name === NAME), 6000, 100);
+    const names = listed ? [NAME] : (await t.mgmt.connections(t.vhost)).map((c) => String(c.client_properties?.connection_name ?? c.name));
+    t.observe(6, `read the connections of the vhost from the management API: ${names.map((n) => JSON.stringify(n)).join(', ') || 'none'}`);
+    if (!listed) {
+      t.fail({
+        summary: `The management UI shows no connection named "${NAME}".`,
+        expected: `client property connection_name "${NAME}"`,
+        saw: names.length ? `connections: ${names.map((n) => JSON.stringify(n)).join(', ')}` : 'no connection listed within 6 s',
+        why: 'With several relays and receivers connected, a name is how an operator tells which connection is which (and which one to look at when it misbehaves).',
+        fix: "amqp.connect(url, { clientProperties: { connection_name: name } })",
+        link: t.ui('connections'),
+      });
+    }
     if (conn.listenerCount('error') === 0) {
       t.fail({
-        summary: "connect() returns a connection with no 'error' listener.",
-        why: "A connection error with no listener crashes the whole process: the bridge would die at the first network hiccup.",
-        fix: "connection.on('error', (err) => log.warn(…)) before returning it.",
+        summary: "connect() returns a connection with no 'error' listener: the first network hiccup crashes the process.",
+        why: "An 'error' event with no listener is thrown: the whole relay or receiver dies instead of reconnecting.",
+        fix: "connection.on('error', (err) => log.warn('broker connection error', { error: err.message })) before returning it.",
       });
     }
-  } finally {
-    await conn.close().catch(() => undefined);
-  }
-});
+    t.cutConnections('a network failure under the connection connect() opened');
+    t.provoke(6, 'cut the connection connect() opened (ECONNRESET)');
+    const logged = await t.waitFor(() => log.lines.find((l) => l.level !== 'info' && JSON.stringify(l).includes('ECONNRESET') && l.msg.trim() !== ''), 1000, 20);
+    t.observe(6, logged ? `your logger got: ${logged.level} "${logged.msg}"` : 'your logger got nothing');
+    if (!logged) {
+      t.fail({
+        summary: 'The connection was cut (ECONNRESET), and nothing was logged about it.',
+        expected: "a warning or an error in the log, with the error's message (read ECONNRESET)",
+        saw: log.lines.length ? log.lines.map((l) => `${l.level} "${l.msg}"`).join('; ') : 'no log lines',
+        why: 'The seed\'s advice holds: keep a log, to find out later why something failed. An error listener that swallows the error silently hides the reason the bridge reconnected (or stopped).',
+        fix: "connection.on('error', (err) => log.warn('broker connection error', { error: err.message }))",
+      });
+    }
+  }),
+);

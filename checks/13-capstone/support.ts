@@ -5,6 +5,7 @@
 import pg from 'pg';
 import { readFile } from 'node:fs/promises';
 import type { CheckContext } from '../../runner/check/context.js';
+import { CheckFailure, CheckSkipped } from '../../runner/check/verdict.js';
 import { createDatabase, sharedCluster } from '../../capstone/pg.js';
 import { startOdooStandIn, type OdooStandIn, type StandInOptions } from '../../capstone/odoo/server.js';
 import type { CustomerEvent } from '../../solutions/13-capstone/02-topology.js';
@@ -87,3 +88,36 @@ export function partnersOf(odoo: OdooStandIn, key: string): Record<string, unkno
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+
+/**
+ * Runs a step of the checker that the code under check can make fail (a queue it did not
+ * declare, a channel the broker closed because of what it left behind): the error becomes
+ * a verdict that says which step and why, never a broken check.
+ */
+export async function checkerStep<R>(t: CheckContext<unknown>, what: string, fn: () => Promise<R>, explain: { why?: string; fix?: string } = {}): Promise<R> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof CheckFailure || err instanceof CheckSkipped) throw err;
+    const broker = t.lastBrokerError?.message;
+    return t.fail({
+      summary: `The checker could not ${what}: ${broker ?? (err as Error).message}`,
+      why: explain.why ?? 'The checker relies on what your code declared. The broker refused this step, so something your code set up is missing or different.',
+      fix: explain.fix ?? 'Compare what your code declares with the contract at the top of the file.',
+    });
+  }
+}
+
+/** The error a promise rejects with, or undefined when it resolves (within `ms`, else 'timeout'). */
+export async function rejection(p: () => Promise<unknown>, ms = 5000): Promise<Error | undefined | 'timeout'> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([p(), new Promise((_, reject) => (timer = setTimeout(() => reject(TIMEOUT), ms)))]);
+    return undefined;
+  } catch (err) {
+    return err === TIMEOUT ? 'timeout' : (err as Error);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+const TIMEOUT = new Error('timeout');

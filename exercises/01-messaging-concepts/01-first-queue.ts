@@ -3,9 +3,10 @@
 //
 // declareQueue(url, name) must:
 //   1. open a connection to `url` (it names the broker AND the virtual host: use it as given),
-//   2. open a channel on that connection,
-//   3. declare `name` as a durable quorum queue,
-//   4. close the channel, then the connection, also when something failed.
+//      and a channel on that connection,
+//   2. declare `name` as a durable quorum queue,
+//   3. close the channel, then the connection, also when something failed, and let the error
+//      reach the caller (a declaration the broker refuses must not look like a success).
 import amqp from 'amqplib';
 import { pathToFileURL } from 'node:url';
 

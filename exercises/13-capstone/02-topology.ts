@@ -3,15 +3,23 @@
 //
 // The relay and the receiver both call assertTopology() (declaring is idempotent), so
 // whichever starts first, nothing is ever published into the void. It must declare:
-//   1. a durable direct exchange EXCHANGE, and the quorum queue QUEUE bound to it with ROUTING_KEY,
-//   2. the dead-letter queue DEAD_LETTER_QUEUE (quorum), for events Odoo will never accept,
-//   3. one delay queue per entry of `delaysMs` (named retryQueue(delay)), quorum, whose messages
-//      expire after that delay (x-message-ttl) and are then dead-lettered BACK to QUEUE
-//      (x-dead-letter-exchange '' = the default exchange, x-dead-letter-routing-key QUEUE),
-//      at-least-once (x-dead-letter-strategy, which needs x-overflow reject-publish),
-//   4. and retryQueueFor(attempt) says which delay queue the n-th retry waits in: the first
-//      waits delaysMs[0] (5 s, as in the seed), each later one longer, the last delay repeats.
-// connect() opens a named connection that logs its errors instead of crashing the process.
+//   1. a durable direct exchange EXCHANGE ('bridge') and the quorum queue QUEUE ('bridge.customers'),
+//      bound to it with ROUTING_KEY ('customer') and nothing else,
+//   2. the dead-letter queue DEAD_LETTER_QUEUE ('bridge.customers.dead', quorum), where QUEUE puts
+//      what it gives up on (x-dead-letter-exchange '', x-dead-letter-routing-key DEAD_LETTER_QUEUE,
+//      at-least-once), for events Odoo will never accept,
+//   3. one delay queue per entry of `delaysMs`, named retryQueue(delay) ('bridge.customers.retry.5s',
+//      'bridge.customers.retry.400ms'), quorum, whose messages expire after that delay (x-message-ttl)
+//      and are then dead-lettered BACK to QUEUE (x-dead-letter-exchange '' = the default exchange,
+//      x-dead-letter-routing-key QUEUE), at-least-once (x-dead-letter-strategy, which needs
+//      x-overflow reject-publish),
+//   4. declaring again is harmless (nothing deleted, nothing lost), and a declaration the broker
+//      refuses (a queue that exists with other arguments) rejects assertTopology() with its error,
+//   5. retryQueueFor(attempt) says which delay queue the n-th retry waits in: the first waits
+//      delaysMs[0] (RETRY_DELAYS_MS starts at 5 s, as in the seed), each later one longer, and
+//      the last delay repeats,
+//   6. connect(url, name, log) opens a connection named `name` (the management UI shows it) whose
+//      errors are logged with their message instead of crashing the process.
 import amqp, { type Channel, type ChannelModel } from 'amqplib';
 import { pathToFileURL } from 'node:url';
 import { createLogger, type Logger } from '../../capstone/log.js';

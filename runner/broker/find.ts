@@ -4,12 +4,21 @@
 //   3. Docker, when a daemon answers (rabbitmq:4-management through testcontainers, reused);
 //   4. a local rabbitmq-server installation, started as a private node under .workbook/broker/;
 //   5. otherwise NoBrokerError, listing the ways to get one.
+// Whichever it finds, it proves usable (runner/broker/probe.ts) before anything is created
+// on it; a broker that fails a probe ends in UnusableBrokerError, with the cause and the fix.
 import ora from 'ora';
-import { ManagementClient, ManagementError } from './management.js';
 import { isListening } from './ports.js';
 import { probePrivateNode, readNodeState, privateBrokerInfo, locateServer, startPrivateNode } from './private-node.js';
 import { dockerDaemonAnswers, startDockerBroker } from './docker.js';
+import { describeProblems, probeBroker, type ProbeReport, type ProbeTarget } from './probe.js';
 import { NoBrokerError, type BrokerInfo } from './types.js';
+
+/** A broker that was found but failed a probe: the environment, never the learner's code. */
+export class UnusableBrokerError extends NoBrokerError {
+  constructor(readonly report: ProbeReport, readonly target: ProbeTarget) {
+    super(describeProblems(report.problems, target.description));
+  }
+}
 
 export interface FindOptions {
   /** Start a broker (Docker or private node) when none is running. Default true. */
@@ -31,13 +40,33 @@ export const NO_BROKER_HELP = [
 /** WORKBOOK_BROKER=private|docker skips the other sources (e.g. a second node of your own beside a running broker). */
 type Forced = 'private' | 'docker' | undefined;
 
+/** Finds (or starts) a broker, and proves it usable. */
 export async function findBroker(opts: FindOptions = {}): Promise<BrokerInfo> {
+  const found = await locateBroker(opts);
+  if (!found) throw new NoBrokerError(NO_BROKER_HELP);
+  return proveBroker(found);
+}
+
+/** Runs the probes on a broker that was found; its version is the one the broker reports. */
+export async function proveBroker(target: ProbeTarget): Promise<BrokerInfo> {
+  const report = await probeBroker(target);
+  if (report.problems.length) throw new UnusableBrokerError(report, target);
+  const version = report.version ?? target.version;
+  if (!version) throw new UnusableBrokerError({ ...report, problems: [{ what: 'Version', ok: false, detail: 'the broker did not say its version', fix: 'Check that it is RabbitMQ.' }] }, target);
+  return { ...target, version };
+}
+
+/**
+ * Finds a broker without proving it (npm run doctor proves it line by line). Undefined when
+ * none runs and `start` is false.
+ */
+export async function locateBroker(opts: FindOptions = {}): Promise<ProbeTarget | undefined> {
   const forced = process.env.WORKBOOK_BROKER as Forced;
   if (forced && forced !== 'private' && forced !== 'docker') {
     throw new NoBrokerError(`WORKBOOK_BROKER must be "private" or "docker", not "${forced}".`);
   }
   if (!forced) {
-    const fromEnv = await brokerFromEnv();
+    const fromEnv = brokerFromEnv();
     if (fromEnv) return fromEnv;
     const running = await runningLocalBroker();
     if (running) return running;
@@ -47,7 +76,7 @@ export async function findBroker(opts: FindOptions = {}): Promise<BrokerInfo> {
     if (state && version) return privateBrokerInfo(state, version);
   }
 
-  if (opts.start === false) throw new NoBrokerError(NO_BROKER_HELP);
+  if (opts.start === false) return undefined;
 
   const spinner = ora({ isEnabled: opts.spinner ?? process.stderr.isTTY, stream: process.stderr });
   if (forced !== 'private' && (await dockerDaemonAnswers())) {
@@ -79,59 +108,44 @@ export async function findBroker(opts: FindOptions = {}): Promise<BrokerInfo> {
 }
 
 /** Step 1: RABBITMQ_URL. The management URL defaults to the same host on 15672 with the same credentials. */
-async function brokerFromEnv(): Promise<BrokerInfo | undefined> {
+function brokerFromEnv(): ProbeTarget | undefined {
   const raw = process.env.RABBITMQ_URL;
   if (!raw) return undefined;
-  let amqp: URL;
-  try {
-    amqp = new URL(raw);
-  } catch {
-    throw new NoBrokerError(`RABBITMQ_URL is not a valid URL: ${raw}`);
-  }
+  const amqp = parseUrl('RABBITMQ_URL', raw);
   const username = decodeURIComponent(amqp.username || 'guest');
   const password = decodeURIComponent(amqp.password || 'guest');
-  const mgmtRaw = process.env.RABBITMQ_MANAGEMENT_URL ?? `http://${amqp.hostname}:15672`;
-  const mgmtUrl = new URL(mgmtRaw);
+  const mgmtUrl = parseUrl('RABBITMQ_MANAGEMENT_URL', process.env.RABBITMQ_MANAGEMENT_URL ?? `http://${amqp.hostname}:15672`);
   const mUser = decodeURIComponent(mgmtUrl.username) || username;
   const mPass = decodeURIComponent(mgmtUrl.password) || password;
   mgmtUrl.username = '';
   mgmtUrl.password = '';
-  const managementUrl = mgmtUrl.toString().replace(/\/+$/, '');
-  const version = await versionAt(managementUrl, mUser, mPass);
-  if (!version.ok) {
-    throw new NoBrokerError(
-      `RABBITMQ_URL is set, but the management API at ${managementUrl} does not answer: ${version.reason}.\n` +
-        'The workbook needs the management plugin (rabbitmq-plugins enable rabbitmq_management).\n' +
-        'Set RABBITMQ_MANAGEMENT_URL if it listens elsewhere, or unset RABBITMQ_URL to let the workbook find a broker.',
-    );
-  }
-  const port = amqp.port || '5672';
+  const port = amqp.port || (amqp.protocol === 'amqps:' ? '5671' : '5672');
   return {
     source: 'env',
     description: `RABBITMQ_URL (${amqp.hostname}:${port})`,
     amqpUrl: `${amqp.protocol}//${encodeURIComponent(username)}:${encodeURIComponent(password)}@${amqp.hostname}:${port}`,
-    managementUrl,
+    managementUrl: mgmtUrl.toString().replace(/\/+$/, ''),
     username: mUser,
     password: mPass,
-    version: version.version,
   };
 }
 
-/** Step 2: our private node from an earlier run, then anything on localhost 5672/15672. */
-async function runningLocalBroker(): Promise<BrokerInfo | undefined> {
+function parseUrl(name: string, raw: string): URL {
+  try {
+    return new URL(raw);
+  } catch {
+    throw new NoBrokerError(`${name} is not a valid URL: ${raw.replace(/:[^:@/]*@/, ':***@')}`);
+  }
+}
+
+/** Step 2: our private node from an earlier run, then anything on localhost 5672 (its management API on 15672, guest/guest). */
+async function runningLocalBroker(): Promise<ProbeTarget | undefined> {
   const state = readNodeState();
   const privateVersion = await probePrivateNode(state);
   if (state && privateVersion) return privateBrokerInfo(state, privateVersion);
 
   if (!(await isListening(5672))) return undefined;
-  const version = await versionAt('http://localhost:15672', 'guest', 'guest');
-  if (!version.ok) {
-    throw new NoBrokerError(
-      `Something listens on localhost:5672, but the management API on localhost:15672 does not answer (${version.reason}).\n` +
-        'If it is RabbitMQ, enable the management plugin: rabbitmq-plugins enable rabbitmq_management\n' +
-        'If it uses other credentials than guest/guest, set RABBITMQ_URL and RABBITMQ_MANAGEMENT_URL.',
-    );
-  }
+  // Whatever listens there is probed like any broker: a management API that does not answer, other credentials… each has its message.
   return {
     source: 'localhost',
     description: 'the broker already running on localhost:5672 (e.g. docker compose up -d)',
@@ -139,17 +153,7 @@ async function runningLocalBroker(): Promise<BrokerInfo | undefined> {
     managementUrl: 'http://localhost:15672',
     username: 'guest',
     password: 'guest',
-    version: version.version,
   };
-}
-
-async function versionAt(url: string, user: string, pass: string): Promise<{ ok: true; version: string } | { ok: false; reason: string }> {
-  try {
-    const overview = await new ManagementClient(url, user, pass).overview();
-    return overview ? { ok: true, version: overview.rabbitmq_version } : { ok: false, reason: 'no /api/overview' };
-  } catch (err) {
-    return { ok: false, reason: err instanceof ManagementError ? err.message : String(err) };
-  }
 }
 
 function secs(ms: number) {

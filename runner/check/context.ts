@@ -5,6 +5,7 @@
 import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type GetMessage } from 'amqplib';
 import { managementFor, enc, type ConsumerInfo, type ManagementClient, type QueueInfo } from '../broker/management.js';
 import { compareVersions, type BrokerInfo } from '../broker/types.js';
+import { explainVhostFailure } from '../broker/probe.js';
 import { explainError } from './explain-error.js';
 import { connectionsOpenedTo, cutConnectionsTo, ignoreSocket, openConnectionsTo } from './socket-tracker.js';
 import { CheckFailure, CheckSkipped, type Finding } from './verdict.js';
@@ -122,9 +123,11 @@ export class CheckContext<T = unknown> {
 
   /** The checker's own connection to the sandbox vhost (not counted as the learner's). */
   private connection(): Promise<ChannelModel> {
-    this.conn ??= amqp.connect(this.url, { clientProperties: { connection_name: 'workbook checker' } }).then((c) => {
+    // noDelay: without it each handshake step waits out a 40 ms delayed ACK (about 45 ms per connect).
+    this.conn ??= amqp.connect(this.url, { clientProperties: { connection_name: 'workbook checker' }, noDelay: true }).then((c) => {
       ignoreSocket((c.connection as unknown as { stream?: import('node:net').Socket }).stream);
       c.on('error', () => undefined); // a restart or a vhost deletion closes it; the check decides what that means
+      c.on('close', (err?: Error) => this.recordBrokerError(err));
       return c;
     });
     return this.conn;
@@ -133,14 +136,44 @@ export class CheckContext<T = unknown> {
   /** A fresh channel on the checker's connection. A broker error on it rejects the next call instead of crashing. */
   async channel(): Promise<Channel> {
     const ch = await (await this.connection()).createChannel();
-    ch.on('error', () => undefined);
+    ch.on('error', (err: Error) => this.recordBrokerError(err));
     return ch;
   }
 
   async confirmChannel(): Promise<ConfirmChannel> {
     const ch = await (await this.connection()).createConfirmChannel();
-    ch.on('error', () => undefined);
+    ch.on('error', (err: Error) => this.recordBrokerError(err));
     return ch;
+  }
+
+  /**
+   * The last error the broker closed the checker's connection or one of its channels with.
+   * amqplib's next call then only says "channel closed"; this says why (classify-error.ts).
+   */
+  lastBrokerError?: Error;
+
+  private recordBrokerError(err?: Error): void {
+    if (err) this.lastBrokerError = err;
+  }
+
+  /**
+   * Opens the checker's connection to the sandbox vhost, with the very URL the code under
+   * check gets, before that code runs. Undefined when it works; otherwise the environment
+   * is at fault, and the finding says how (runner/broker/probe.ts).
+   */
+  async proveUrl(): Promise<Finding | undefined> {
+    try {
+      await this.connection();
+      return undefined;
+    } catch (err) {
+      this.conn = undefined;
+      const problem = await explainVhostFailure(this.broker, this.vhost, err);
+      return {
+        summary: problem.detail,
+        why: 'Before calling your code, the checker connects with the very URL it hands to your code. That failed, so the environment is at fault, not your code.',
+        fix: problem.fix,
+      };
+    }
   }
 
   /** Forgets the checker's connection (after a broker restart closed it). */

@@ -1,6 +1,7 @@
 // Turns the errors a learner's code typically throws into a sentence and a fix.
 // Matches amqplib's messages (e.g. 'Operation failed: QueueDeclare; 406 (PRECONDITION-FAILED) ...').
 import type { Finding } from './verdict.js';
+import { learnerLocation, mapCompiledPaths } from './source-map.js';
 
 interface Explanation {
   why: string;
@@ -68,14 +69,18 @@ const RULES: { test: RegExp; explain: (m: RegExpMatchArray) => Explanation }[] =
 
 /** A finding for an error thrown by the code under check while doing `what`. */
 export function explainError(what: string, err: unknown): Finding {
-  const message = err instanceof Error ? err.message : String(err);
+  const message = mapCompiledPaths(err instanceof Error ? err.message : String(err));
+  const at = learnerLocation(err);
   for (const rule of RULES) {
     const m = message.match(rule.test);
-    if (m) return { summary: `${what} threw an error: ${message}`, ...rule.explain(m) };
+    if (m) return { summary: `${what} threw an error: ${message}`, ...rule.explain(m), at };
   }
   return {
     summary: `${what} threw an error: ${message}`,
     why: 'The check called your code and it failed before the broker saw what was expected.',
-    fix: 'Read the error message above; run the file on its own (npx tsx <file>) to see the full stack trace.',
+    fix: at
+      ? `Read the error message above and look at ${at}; run the file on its own (npx tsx <file>) to see the full stack trace.`
+      : 'Read the error message above; run the file on its own (npx tsx <file>) to see the full stack trace.',
+    at,
   };
 }

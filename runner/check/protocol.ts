@@ -5,7 +5,10 @@ import type { Finding, TargetKind, Verdict } from './verdict.js';
 export interface WorkerJob {
   id: string;
   checkPath: string;
+  /** The compiled file the worker imports (under .workbook/build/). */
   targetPath: string;
+  /** The file it was compiled from, as the learner knows it: for messages ("npx tsx …", reports). */
+  sourcePath: string;
   target: TargetKind;
   vhost: string;
   broker: BrokerInfo;

@@ -4,7 +4,9 @@
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
-import type { Exercise } from '../manifest/load.js';
+import { finished } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Exercise, VariantKind } from '../manifest/load.js';
 import { compareVersions, type BrokerInfo } from '../broker/types.js';
 import { restartBroker } from '../broker/restart.js';
 import { createSandbox, forget, type Sandbox } from '../sandbox/sandbox.js';
@@ -12,7 +14,10 @@ import { rel, ROOT } from '../paths.js';
 import type { FromWorker, ToWorker, WorkerJob, WorkerResult } from './protocol.js';
 import type { Finding, TargetKind, Verdict } from './verdict.js';
 import { keptVhosts } from './kept.js';
+import { OutputTail } from './output-tail.js';
+import { mapCompiledPaths } from './source-map.js';
 import { buildFile, CompileError, IS_COMPILED, syncBuild } from '../build.mjs';
+import { materialise, PatchError } from '../variants.js';
 
 // Workers run the compiled tree (runner/build.mjs), without tsx.
 const WORKER_MAIN = path.join(ROOT, 'runner', 'check', 'worker-main.ts');
@@ -28,16 +33,26 @@ function workerMain(): string {
   return buildFile(WORKER_MAIN);
 }
 
-/** Compiles what the job needs; a compile error in the code under check is returned as a verdict's finding. */
-function prepare(job: CheckJob): { checkPath: string; targetPath: string } | { error: Finding } {
+/**
+ * Compiles what the job needs; a variant's patch is applied to the current solution first.
+ * A compile error in the code under check is returned as a failed verdict's finding; a
+ * variant whose patch no longer applies, as an error (the workbook is broken, not the code).
+ */
+function prepare(job: CheckJob): { checkPath: string; targetPath: string } | { status: 'failed' | 'error'; error: Finding } {
   workerMain();
   try {
     // The learner's siblings too (e.g. an .sql file the exercise reads).
     for (const file of job.target === 'exercise' ? job.exercise.starterFiles : []) buildFile(file);
-    return { checkPath: buildFile(job.exercise.checkPath), targetPath: buildFile(job.targetPath) };
+    const checkPath = buildFile(job.exercise.checkPath);
+    // Variants are patches (tests give plain files instead).
+    const patch = (job.target === 'wrong' || job.target === 'ok') && job.targetPath.endsWith('.patch');
+    const targetPath = patch ? materialise(job.exercise, { kind: job.target as VariantKind, name: job.variant!, path: job.targetPath }) : buildFile(job.targetPath);
+    return { checkPath, targetPath };
   } catch (err) {
+    if (err instanceof PatchError) return { status: 'error', error: { summary: err.message } };
     if (!(err instanceof CompileError)) throw err;
     return {
+      status: 'failed',
       error: {
         summary: `${path.relative(ROOT, err.file)} does not compile: ${err.message}`,
         why: 'Before it can check anything, the checker loads your file. A syntax error stops it there.',
@@ -122,7 +137,8 @@ const WORKER_EXEC_ARGV = process.execArgv.filter((arg, i, all) => {
 
 function startWorker(job?: WorkerJob): Worker {
   const worker = new Worker(workerMain(), { workerData: job, stdout: true, stderr: true, execArgv: WORKER_EXEC_ARGV });
-  // The learner's console output is not judged; keep it out of the verdict display.
+  // Printed output is not judged, nor shown on the terminal: runInWorker collects the learner's
+  // part for the verdict, from the moment the worker has its job (a warm spare's earlier output is not theirs).
   worker.stdout.resume();
   worker.stderr.resume();
   return worker;
@@ -152,12 +168,12 @@ export interface RunOptions {
   barrier?: RestartBarrier;
 }
 
-/** The jobs for an exercise: its starter-or-learner file, its solution, or its known-wrong variants. */
+/** The jobs for an exercise: its starter-or-learner file, its solution, its known-wrong variants or its alternative solutions (their patches). */
 export function jobFor(exercise: Exercise, target: TargetKind, variant?: string): CheckJob {
-  if (target === 'wrong') {
-    const w = exercise.wrong.find((x) => x.name === variant);
-    if (!w) throw new Error(`exercise ${exercise.id} has no known-wrong variant "${variant}"`);
-    return { exercise, target, variant, targetPath: w.path };
+  if (target === 'wrong' || target === 'ok') {
+    const v = exercise[target].find((x) => x.name === variant);
+    if (!v) throw new Error(`exercise ${exercise.id} has no ${target === 'wrong' ? 'known-wrong variant' : 'alternative solution'} "${variant}"`);
+    return { exercise, target, variant, targetPath: v.path };
   }
   return { exercise, target, targetPath: target === 'solution' ? exercise.solutionPath : exercise.starterPath };
 }
@@ -208,8 +224,8 @@ async function checkInSandbox(job: CheckJob, broker: BrokerInfo, opts: RunOption
   const compiled = prepare(job);
   const result =
     'error' in compiled
-      ? { status: 'failed' as const, finding: compiled.error, steps: [], notes: [] }
-      : await runInWorker({ ...job, targetPath: compiled.targetPath }, compiled.checkPath, broker, sandbox.vhost, barrier, opts.onStep);
+      ? { status: compiled.status, finding: compiled.error, steps: [], notes: [] }
+      : await runInWorker(job, compiled, broker, sandbox.vhost, barrier, opts.onStep);
   const verdict: Verdict = { ...base, ...result, vhost: sandbox.vhost, durationMs: Date.now() - started };
 
   if (opts.keepFailedSandbox && job.target === 'exercise') {
@@ -224,12 +240,21 @@ async function checkInSandbox(job: CheckJob, broker: BrokerInfo, opts: RunOption
   return verdict;
 }
 
-function runInWorker(job: CheckJob, checkPath: string, broker: BrokerInfo, vhost: string, barrier: RestartBarrier, onStep?: RunOptions['onStep']): Promise<WorkerResult> {
+/** Runs the compiled check on the compiled target in a worker; `job` names the files as the learner knows them. */
+function runInWorker(
+  job: CheckJob,
+  compiled: { checkPath: string; targetPath: string },
+  broker: BrokerInfo,
+  vhost: string,
+  barrier: RestartBarrier,
+  onStep?: RunOptions['onStep'],
+): Promise<WorkerResult & { output: string[] }> {
   const { exercise } = job;
   const workerJob: WorkerJob = {
     id: exercise.id,
-    checkPath,
-    targetPath: job.targetPath,
+    checkPath: compiled.checkPath,
+    targetPath: compiled.targetPath,
+    sourcePath: job.targetPath,
     target: job.target,
     vhost,
     broker,
@@ -237,6 +262,7 @@ function runInWorker(job: CheckJob, checkPath: string, broker: BrokerInfo, vhost
   };
   return new Promise((resolve) => {
     const worker = workerFor(workerJob);
+    const output = new OutputTail(worker.stdout, worker.stderr);
     let lastStep = 'loading your file';
     let settled = false;
     let timer: NodeJS.Timeout;
@@ -245,8 +271,10 @@ function runInWorker(job: CheckJob, checkPath: string, broker: BrokerInfo, vhost
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      void worker.terminate();
-      resolve(result);
+      // What the worker printed travels separately from its result: its streams end once it
+      // has exited, and only then is the output complete (the last line before a throw included).
+      const drained = Promise.all([worker.terminate(), finished(worker.stdout), finished(worker.stderr)]).catch(() => undefined);
+      void Promise.race([drained, sleep(1000, undefined, { ref: false })]).then(() => resolve({ ...result, output: output.lines() }));
     };
     const armTimer = (ms: number) => {
       clearTimeout(timer);
@@ -285,7 +313,7 @@ function runInWorker(job: CheckJob, checkPath: string, broker: BrokerInfo, vhost
       }
     });
     worker.on('error', (err) => {
-      settle({ status: 'error', steps: [], notes: [], finding: { summary: `The check worker crashed: ${err.stack ?? err}` } });
+      settle({ status: 'error', steps: [], notes: [], finding: { summary: `The check worker crashed: ${mapCompiledPaths(err.stack ?? String(err))}` } });
     });
     worker.on('exit', (code) => {
       settle({

@@ -12,15 +12,20 @@ export interface Finding {
   fix?: string;
   /** Management UI page of the object in question. */
   link?: string;
+  /** Where the code under check threw, in the learner's own file: exercises/02-hello-world/01-send.ts:18:11. */
+  at?: string;
+  /** A bug in the check (status error): the saved report with the details, for the workbook's authors. */
+  report?: string;
 }
 
-export type TargetKind = 'exercise' | 'solution' | 'wrong';
+/** exercise: the learner's file (or the starter); wrong: a known-wrong variant; ok: an alternative solution. */
+export type TargetKind = 'exercise' | 'solution' | 'wrong' | 'ok';
 
 export interface Verdict {
   id: string;
   title: string;
   target: TargetKind;
-  /** For known-wrong variants: the variant's name. */
+  /** For known-wrong variants and alternative solutions: the variant's name. */
   variant?: string;
   targetPath: string;
   /** passed | failed (the code under check is wrong) | skipped (broker lacks a feature) | error (environment or check broke). */
@@ -33,6 +38,8 @@ export interface Verdict {
   vhost?: string;
   /** The contract lines the check provoked and observed (the self-check needs every line in both). */
   contract?: ContractCoverage;
+  /** What the code under check printed (console.log, console.error) during the check: its last lines. */
+  output?: string[];
 }
 
 /** Thrown by a check to fail with a finding. */

@@ -3,9 +3,13 @@
 // terminate this thread even in a synchronous infinite loop) and the sandbox vhost.
 import { parentPort, workerData } from 'node:worker_threads';
 import { pathToFileURL } from 'node:url';
+import path from 'node:path';
 import { startTracking } from './socket-tracker.js';
 import { CheckContext, type Check } from './context.js';
 import { explainError } from './explain-error.js';
+import { classifyCheckError } from './classify-error.js';
+import { saveBugReport } from './bug-report.js';
+import { learnerLocation, mapCompiledPaths } from './source-map.js';
 import { CheckFailure, CheckSkipped, type Finding } from './verdict.js';
 import type { FromWorker, ToWorker, WorkerJob, WorkerResult } from './protocol.js';
 
@@ -26,12 +30,23 @@ let finished = false;
 function finish(status: WorkerResult['status'], finding?: Finding) {
   if (finished) return;
   finished = true;
-  post({ type: 'result', result: { status, finding, steps: ctx?.steps ?? [], notes: ctx?.notes ?? [], contract: ctx?.coverage } });
+  const result: WorkerResult = { status, finding, steps: ctx?.steps ?? [], notes: ctx?.notes ?? [], contract: ctx?.coverage };
+  void flushOutput().then(() => post({ type: 'result', result }));
+}
+
+/**
+ * What the code under check printed reaches the runner apart from the result, a chunk at a
+ * time as the runner acknowledges it; the runner ends this thread on the result. Let the
+ * output leave first, or its last lines (often the most telling) are lost.
+ */
+function flushOutput(): Promise<unknown> {
+  const flushed = [process.stdout, process.stderr].map((s) => new Promise<void>((resolve) => s.write('', () => resolve())));
+  return Promise.race([Promise.all(flushed), new Promise<void>((resolve) => setTimeout(resolve, 500).unref())]);
 }
 
 // The learner's code may crash the process: an 'error' event nobody listens to, a rejected promise nobody awaits.
 function crashed(err: unknown) {
-  const message = err instanceof Error ? err.message : String(err);
+  const message = mapCompiledPaths(err instanceof Error ? err.message : String(err));
   const base = explainError('your code', err);
   finish('failed', {
     ...base,
@@ -55,9 +70,10 @@ async function main() {
     target = await import(pathToFileURL(job.targetPath).href);
   } catch (err) {
     finish('failed', {
-      summary: `Your file could not be loaded: ${(err as Error).message}`,
+      summary: `Your file could not be loaded: ${mapCompiledPaths((err as Error).message)}`,
       why: 'Before it can check anything, the checker imports your file. A syntax error, a wrong import or code that throws at the top level stops it.',
-      fix: `Run it on its own to see the full error: npx tsx ${job.targetPath}`,
+      fix: `Run it on its own to see the full error: npx tsx ${path.relative(process.cwd(), job.sourcePath)}`,
+      at: learnerLocation(err),
     });
     return;
   }
@@ -73,16 +89,48 @@ async function main() {
         post({ type: 'restart' });
       }),
   });
+  // The environment first: a URL the checker cannot use is not the learner's mistake.
+  const unusable = await ctx.proveUrl();
+  if (unusable) return finish('error', unusable);
   try {
     await check(ctx);
     finish('passed');
   } catch (err) {
     if (err instanceof CheckFailure) finish('failed', err.finding);
     else if (err instanceof CheckSkipped) finish('skipped', { summary: err.message });
-    else finish('error', { summary: `The check itself broke: ${(err as Error).stack ?? err}` });
+    else await escaped(err);
   } finally {
     await ctx.close();
   }
 }
 
-main().catch((err) => finish('error', { summary: `The check itself broke: ${(err as Error).stack ?? err}` }));
+/**
+ * Anything else that escapes the check. When the learner's code threw it, or the broker
+ * refused one of the checker's own steps because of what that code left behind, it is a
+ * failed verdict that says so; when the broker went away, the environment's; otherwise a
+ * bug in the check, with a report saved for the workbook's authors.
+ */
+async function escaped(err: unknown): Promise<void> {
+  const managementUi = job.broker.managementUrl.replace(/\/+$/, '');
+  const classified = classifyCheckError(err, {
+    lastBrokerError: ctx?.lastBrokerError,
+    ui: (kind, name) => {
+      const where = [kind === 'connections' ? undefined : job.vhost, name].filter((x) => x !== undefined);
+      return [`${managementUi}/#/${kind}`, ...where.map((x) => encodeURIComponent(x!))].join('/');
+    },
+  });
+  if (classified.kind === 'learner') return finish('failed', classified.finding);
+  if (classified.kind === 'environment') return finish('error', classified.finding);
+  const report = await saveBugReport({ id: job.id, targetPath: job.sourcePath, error: err, steps: ctx?.steps ?? [], brokerVersion: job.broker.version });
+  const message = mapCompiledPaths(err instanceof Error ? err.message : String(err));
+  finish('error', {
+    summary: `Bug in the check for exercise ${job.id}: ${message}`,
+    why: 'The checker itself failed on something it did not expect. This is most likely not a mistake in your code.',
+    fix: report
+      ? `Please report it to the workbook's authors with the file ${path.relative(process.cwd(), report)} (it holds the details). Meanwhile, run the check again or go on with the next exercise.`
+      : "Please report it to the workbook's authors with the message above. Meanwhile, run the check again or go on with the next exercise.",
+    report,
+  });
+}
+
+main().catch(escaped);

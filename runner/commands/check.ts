@@ -1,4 +1,4 @@
-// npm run check [ID…] [-- --solutions] [-- --json]
+// npm run check [ID…] [-- --solutions] [-- --json] [-- --verbose]
 import pc from 'picocolors';
 import { broker, workbook } from '../session.js';
 import { resolveIds } from '../ids.js';
@@ -12,6 +12,8 @@ import type { Exercise, Workbook } from '../manifest/load.js';
 export interface CheckOptions {
   solutions?: boolean;
   json?: boolean;
+  /** Everything the code under check printed, under every verdict. */
+  verbose?: boolean;
 }
 
 export async function checkCommand(ids: string[], opts: CheckOptions): Promise<number> {
@@ -34,7 +36,7 @@ export async function checkCommand(ids: string[], opts: CheckOptions): Promise<n
       keepFailedSandbox: !opts.solutions,
       onVerdict: (v) => {
         if (!opts.solutions && (v.status === 'passed' || v.status === 'failed')) recordResult(v.id, v.status === 'passed');
-        if (!opts.json) console.log(formatVerdict(v) + '\n');
+        if (!opts.json) console.log(formatVerdict(v, { verbose: opts.verbose }) + '\n');
       },
     },
   );
@@ -55,6 +57,10 @@ function pickExercises(wb: Workbook, ids: string[], opts: CheckOptions): Exercis
   return current ? [current] : [];
 }
 
+/** Said after a verdict of status `error`: the environment or the checker broke, not the learner's code. */
+export const ENVIRONMENT_PROBLEM = 'This is a problem with the environment (or the checker), not with your code. Fix what it says (`npm run doctor` helps)';
+
+/** `error` (the environment or the checker broke) wins over `failed`: exit 2 says "not your code". */
 export function exitCodeFor(verdicts: Verdict[]): number {
   if (verdicts.some((v) => v.status === 'error')) return EXIT.ENVIRONMENT;
   if (verdicts.some((v) => v.status === 'failed')) return EXIT.FAILED;
@@ -62,6 +68,7 @@ export function exitCodeFor(verdicts: Verdict[]): number {
 }
 
 function nextStep(wb: Workbook, verdicts: Verdict[], opts: CheckOptions): string {
+  if (verdicts.some((v) => v.status === 'error')) return pc.magenta(`\n${ENVIRONMENT_PROBLEM}, then check again.`);
   if (opts.solutions) return '';
   const failed = verdicts.find((v) => v.status === 'failed');
   if (failed) return pc.dim(`\nStuck? npm run hint ${failed.id}   ·   re-check on every save: npm run watch ${failed.id}`);

@@ -1,12 +1,14 @@
 // npm run doctor: one table of everything the workbook needs; every failing line says how to fix it.
+// The broker's lines are the probes every command runs before it uses the broker: a broken
+// set-up is never green here.
 import pc from 'picocolors';
 import { terminalTable } from '../table.js';
-import { findBroker } from '../broker/find.js';
+import { locateBroker } from '../broker/find.js';
+import { probeBroker, type ProbeTarget } from '../broker/probe.js';
 import { locateServer, readNodeState } from '../broker/private-node.js';
 import { dockerDaemonAnswers } from '../broker/docker.js';
 import { isListening } from '../broker/ports.js';
-import { managementFor } from '../broker/management.js';
-import { compareVersions, type BrokerInfo } from '../broker/types.js';
+import { compareVersions } from '../broker/types.js';
 import { EXIT } from '../exit-codes.js';
 
 type Level = 'ok' | 'warn' | 'fail' | 'info';
@@ -30,30 +32,34 @@ export async function doctorCommand(): Promise<number> {
 
   const server = locateServer();
   const docker = await dockerDaemonAnswers();
-  let broker: BrokerInfo | undefined;
+  // The same probes every command runs before it creates anything on the broker (runner/broker/probe.ts).
+  let broker: ProbeTarget | undefined;
   let brokerError = '';
   try {
-    broker = await findBroker({ start: false });
+    broker = await locateBroker({ start: false });
   } catch (err) {
     brokerError = (err as Error).message.split('\n')[0]!;
   }
 
   if (broker) {
-    rows.push({ what: 'Broker', level: 'ok', detail: `RabbitMQ ${broker.version}, ${broker.description}` });
-    const mgmt = await managementFor(broker).overview().then(
-      () => ({ level: 'ok' as const, detail: broker!.managementUrl }),
-      (e: Error) => ({ level: 'fail' as const, detail: e.message }),
-    );
-    rows.push({ what: 'Management API', ...mgmt, fix: mgmt.level === 'fail' ? 'rabbitmq-plugins enable rabbitmq_management' : undefined });
-    rows.push(
-      compareVersions(broker.version, '4.0') >= 0
-        ? { what: 'Broker version', level: 'ok', detail: `${broker.version}: every exercise runs` }
-        : { what: 'Broker version', level: 'warn', detail: `${broker.version}: the few exercises that need RabbitMQ 4.x are skipped`, fix: 'For 4.x: docker compose up -d (then npm run broker -- stop for the private node)' },
-    );
+    const report = await probeBroker(broker);
+    const version = report.version ?? broker.version;
+    const usable = report.problems.length === 0;
+    rows.push({ what: 'Broker', level: usable ? 'ok' : 'info', detail: `${version ? `RabbitMQ ${version}, ` : ''}${broker.description}` });
+    for (const line of report.lines) rows.push({ what: line.what, level: line.ok ? 'ok' : 'fail', detail: line.detail, fix: line.fix });
+    if (usable && version) {
+      rows.push(
+        compareVersions(version, '4.0') >= 0
+          ? { what: 'Broker version', level: 'ok', detail: `${version}: every exercise runs` }
+          : { what: 'Broker version', level: 'warn', detail: `${version}: the few exercises that need RabbitMQ 4.x are skipped`, fix: 'For 4.x: docker compose up -d (then npm run broker -- stop for the private node)' },
+      );
+    }
+  } else if (brokerError) {
+    rows.push({ what: 'Broker', level: 'fail', detail: brokerError, fix: 'Correct RABBITMQ_URL / RABBITMQ_MANAGEMENT_URL, or unset them to let the workbook find a broker' });
   } else if (server || docker) {
     rows.push({ what: 'Broker', level: 'warn', detail: 'none running yet', fix: 'npm run broker -- start (any chapter or check command starts one too)' });
   } else {
-    rows.push({ what: 'Broker', level: 'fail', detail: brokerError || 'none reachable, none startable', fix: 'docker compose up -d, or install rabbitmq-server, or set RABBITMQ_URL' });
+    rows.push({ what: 'Broker', level: 'fail', detail: 'none reachable, none startable', fix: 'docker compose up -d, or install rabbitmq-server, or set RABBITMQ_URL' });
   }
 
   rows.push(
@@ -83,6 +89,11 @@ export async function doctorCommand(): Promise<number> {
   for (const r of rows) table.push([MARK[r.level], r.what, r.detail, r.fix ?? '']);
   console.log(table.toString());
   const failing = rows.filter((r) => r.level === 'fail');
-  console.log(failing.length ? pc.red(`${failing.length} problem(s) to fix first.`) : pc.green('Ready to go: npm run chapter 1'));
+  if (!failing.length) console.log(pc.green('Ready to go: npm run chapter 1'));
+  else {
+    // Once more in full below the table: its cells wrap commands that are meant to be copied.
+    console.log(pc.red(`${failing.length} problem(s) to fix first:`));
+    for (const r of failing) console.log(`${MARK.fail} ${r.what}: ${r.detail}${r.fix ? `\n  Fix: ${r.fix}` : ''}`);
+  }
   return failing.length ? EXIT.ENVIRONMENT : EXIT.OK;
 }

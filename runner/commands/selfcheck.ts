@@ -14,7 +14,7 @@ export async function selfcheckCommand(ids: string[], opts: { verbose?: boolean 
   const started = Date.now();
   const result = await runSelfCheck(wb, b, exercises, {
     onVerdict: (v) => {
-      const expectedFail = v.target !== 'solution';
+      const expectedFail = v.target === 'exercise' || v.target === 'wrong';
       const ok = v.status === 'skipped' || (expectedFail ? v.status === 'failed' : v.status === 'passed');
       if (opts.verbose || !ok) console.log(formatVerdict(v, { steps: !ok }) + '\n');
       else console.log(pc.dim(`${pc.green('✓')} ${v.id} ${v.target}${v.variant ? ` ${v.variant}` : ''} ${v.status} as expected (${(v.durationMs / 1000).toFixed(2)} s)`));

@@ -1,5 +1,5 @@
 // npm run solution ID: the reference solution, once the exercise has passed (or with --force).
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import pc from 'picocolors';
 import { workbook } from '../session.js';
 import { resolveOne } from '../ids.js';
@@ -17,6 +17,11 @@ export function solutionCommand(id: string, opts: { force?: boolean }): number {
   }
   console.log(pc.bold(`Reference solution for ${exercise.id} ${exercise.title}`) + pc.dim(`  (${rel(exercise.solutionPath)})`));
   console.log(renderMarkdown('```ts\n' + readFileSync(exercise.solutionPath, 'utf8') + '\n```'));
+  // Alternative solutions are stored as what they change in this one.
+  for (const ok of exercise.ok.filter((o) => existsSync(o.path))) {
+    console.log(pc.bold(`Also correct: ${ok.style}`) + pc.dim(`  (${rel(ok.path)})`));
+    console.log(renderMarkdown('```diff\n' + readFileSync(ok.path, 'utf8') + '\n```'));
+  }
   console.log(pc.dim(`Compare with yours: diff ${rel(exercise.solutionPath)} ${rel(exercise.starterPath)}`));
   return EXIT.OK;
 }

@@ -1,4 +1,4 @@
-// npm run watch [ID]: re-checks the exercise on every save and says what to do next.
+// npm run watch [ID] [-- --verbose]: re-checks the exercise on every save and says what to do next.
 // Keys: h hint · n next exercise · l list · c check now · q quit.
 import readline from 'node:readline';
 import chokidar from 'chokidar';
@@ -14,8 +14,9 @@ import { EXIT, UserError } from '../exit-codes.js';
 import type { Exercise } from '../manifest/load.js';
 import { hintCommand } from './hint.js';
 import { progressCommand } from './progress.js';
+import { ENVIRONMENT_PROBLEM } from './check.js';
 
-export async function watchCommand(id: string | undefined): Promise<number> {
+export async function watchCommand(id: string | undefined, opts: { verbose?: boolean } = {}): Promise<number> {
   const wb = workbook();
   let exercise: Exercise | undefined = id ? resolveOne(wb, id) : currentExercise(wb, loadProgress());
   if (!exercise) throw new UserError('Every exercise has passed. Name one to watch: npm run watch 2.1', EXIT.USAGE);
@@ -36,10 +37,12 @@ export async function watchCommand(id: string | undefined): Promise<number> {
     const v = await runCheck(jobFor(ex, 'exercise'), b, { keepFailedSandbox: true });
     if (v.status === 'passed' || v.status === 'failed') recordResult(ex.id, v.status === 'passed');
     console.clear();
-    console.log(formatVerdict(v) + '\n');
+    console.log(formatVerdict(v, { verbose: opts.verbose }) + '\n');
     if (v.status === 'passed') {
       const next = currentExercise(wb, loadProgress());
       console.log(pc.green(next ? `Passed! Press n for the next exercise: ${next.id} "${next.title}".` : 'Passed, and that was the last one. Well done!'));
+    } else if (v.status === 'error') {
+      console.log(pc.magenta(`${ENVIRONMENT_PROBLEM}, then press c to check again.`));
     } else {
       console.log(pc.dim(`Edit ${rel(ex.starterPath)} and save to check again.`));
     }

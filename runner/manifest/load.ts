@@ -2,13 +2,13 @@
 // the manifest never repeats a path and a reader can find any file from an id:
 //   2.1 -> chapters/02-hello-world/README.md, exercises/02-hello-world/01-send.ts,
 //          solutions/02-hello-world/01-send.ts, checks/02-hello-world/01-send.check.ts,
-//          checks/02-hello-world/wrong/01-send.<variant>.ts
+//          checks/02-hello-world/wrong/01-send.<variant>.patch, checks/02-hello-world/ok/01-send.ok-<style>.patch
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { parse } from 'yaml';
 import { z } from 'zod';
 import { paths } from '../paths.js';
-import { ManifestSchema, type ChapterData, type ExerciseData, type WrongVariant } from './schema.js';
+import { ManifestSchema, type ChapterData, type ExerciseData, type OkVariant, type WrongVariant } from './schema.js';
 
 export interface Chapter extends Omit<ChapterData, 'exercises'> {
   dir: string; // e.g. "02-hello-world"
@@ -17,7 +17,10 @@ export interface Chapter extends Omit<ChapterData, 'exercises'> {
   exercises: Exercise[];
 }
 
-export interface Exercise extends Omit<ExerciseData, 'wrong'> {
+/** A known-wrong variant or an alternative solution: a patch against the reference solution. */
+export type VariantKind = 'wrong' | 'ok';
+
+export interface Exercise extends Omit<ExerciseData, 'wrong' | 'ok'> {
   chapter: number;
   chapterDir: string;
   stem: string; // "01-send"
@@ -26,7 +29,9 @@ export interface Exercise extends Omit<ExerciseData, 'wrong'> {
   starterFiles: string[];
   solutionPath: string;
   checkPath: string;
+  /** Each with the path of its patch. */
   wrong: (WrongVariant & { path: string })[];
+  ok: (OkVariant & { path: string })[];
 }
 
 export interface Workbook {
@@ -98,6 +103,12 @@ function toExercise(chapter: number, dir: string, e: ExerciseData): Exercise {
     starterFiles: [path.join(exerciseDir, e.file), ...siblings.sort().map((f) => path.join(exerciseDir, f))],
     solutionPath: path.join(paths.solutions, dir, e.file),
     checkPath: path.join(paths.checks, dir, `${stem}.check.ts`),
-    wrong: e.wrong.map((w) => ({ ...w, path: path.join(paths.checks, dir, 'wrong', `${stem}.${w.name}.ts`) })),
+    wrong: e.wrong.map((w) => ({ ...w, path: variantPatchPath(dir, stem, 'wrong', w.name) })),
+    ok: e.ok.map((o) => ({ ...o, path: variantPatchPath(dir, stem, 'ok', o.name) })),
   };
+}
+
+/** checks/02-hello-world/wrong/01-send.no-confirm.patch, checks/02-hello-world/ok/01-send.ok-….patch */
+export function variantPatchPath(chapterDir: string, stem: string, kind: VariantKind, name: string): string {
+  return path.join(paths.checks, chapterDir, kind, `${stem}.${name}.patch`);
 }

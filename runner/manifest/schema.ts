@@ -5,8 +5,8 @@ import { z } from 'zod';
 const version = z.string().regex(/^\d+\.\d+(\.\d+)?$/, 'a version like "3.10" or "4.0.1"');
 
 export const WrongVariantSchema = z.object({
-  /** File stem suffix: checks/<chapter>/wrong/<exercise-stem>.<name>.ts */
-  name: z.string().regex(/^[a-z0-9-]+$/),
+  /** Its patch against the solution: checks/<chapter>/wrong/<exercise-stem>.<name>.patch */
+  name: z.string().regex(/^(?!ok-)[a-z0-9-]+$/, 'lower-case words joined by "-", not starting with "ok-" (that is for alternative solutions)'),
   /** What the mistake is, in words (shown in the self-check report). */
   mistake: z.string().min(1),
   /**
@@ -14,6 +14,13 @@ export const WrongVariantSchema = z.object({
    * means any of them: some mistakes fail one of two ways, depending on timing.
    */
   expect: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).transform((e) => (Array.isArray(e) ? e : [e])),
+});
+
+export const OkVariantSchema = z.object({
+  /** Its patch against the solution: checks/<chapter>/ok/<exercise-stem>.<name>.patch */
+  name: z.string().regex(/^ok-[a-z0-9-]+$/, 'a name that starts with "ok-"'),
+  /** How it differs from the reference solution, in words (shown in the self-check report). */
+  style: z.string().min(1),
 });
 
 export const ExerciseSchema = z.object({
@@ -36,6 +43,8 @@ export const ExerciseSchema = z.object({
     })
     .default({ queues: [], exchanges: [] }),
   wrong: z.array(WrongVariantSchema).min(2, 'every exercise needs at least two known-wrong variants'),
+  /** Correct solutions in another style: the self-check requires them to pass. */
+  ok: z.array(OkVariantSchema).default([]),
 });
 
 export const ChapterSchema = z.object({
@@ -53,3 +62,4 @@ export type ManifestData = z.infer<typeof ManifestSchema>;
 export type ExerciseData = z.infer<typeof ExerciseSchema>;
 export type ChapterData = z.infer<typeof ChapterSchema>;
 export type WrongVariant = z.infer<typeof WrongVariantSchema>;
+export type OkVariant = z.infer<typeof OkVariantSchema>;

@@ -9,7 +9,7 @@ import { z } from 'zod';
 import type { LogLevel, MutantResult, PartialStrykerOptions } from '@stryker-mutator/api/core';
 import type { Exercise } from '../manifest/load.js';
 import type { BrokerInfo } from '../broker/types.js';
-import { paths, ROOT } from '../paths.js';
+import { paths, ROOT, STATE_DIR } from '../paths.js';
 
 export const EQUIVALENTS_FILE = path.join(paths.checks, 'equivalent-mutants.yaml');
 
@@ -70,11 +70,12 @@ function strykerOptions(exercises: Exercise[], concurrency: number): PartialStry
     mutate: exercises.map((e) => mutableRange(e.solutionPath)),
     coverageAnalysis: 'off',
     concurrency,
-    reporters: [],
+    // A line every few seconds: how many mutants are done, killed and survived so far.
+    reporters: ['progress-append-only'],
     tempDirName: '.stryker-tmp',
     cleanTempDir: true,
     // The broker's data, progress and compiled trees stay out of the sandbox copy.
-    ignorePatterns: ['.workbook', 'bench', 'BENCHMARKS.md'],
+    ignorePatterns: ['.workbook', 'bench', 'BENCHMARKS.md', 'tests', 'checks/*/wrong', 'checks/*/ok'],
     logLevel: 'error' as LogLevel,
     fileLogLevel: 'off' as LogLevel,
     allowConsoleColors: false,
@@ -99,6 +100,9 @@ export async function mutationTest(exercises: Exercise[], broker: BrokerInfo, op
   for (const group of groups) {
     opts.onProgress?.(`mutating ${group.exercises.map((e) => e.id).join(', ')} (${group.concurrency} at a time)…`);
     process.env.WORKBOOK_MUTATION_BROKER = JSON.stringify(broker);
+    // The sandbox is a copy of the project without .workbook: its checks use this project's
+    // state (the capstone's Postgres among it), not a fresh one per sandbox.
+    process.env.WORKBOOK_STATE_DIR = STATE_DIR;
     process.env.WORKBOOK_MUTATION_IDS = group.exercises.map((e) => e.id).join(',');
     const stryker = new Stryker(strykerOptions(group.exercises, group.concurrency));
     results.push(...(await stryker.runMutationTest()));

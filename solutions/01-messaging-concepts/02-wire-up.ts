@@ -5,7 +5,7 @@
 //   1. declare a durable direct exchange "notifications",
 //   2. declare a durable quorum queue "emails",
 //   3. bind "emails" to "notifications" with the routing key "email",
-//   4. close the connection, also when something failed.
+//   4. close the connection, also when something failed, and let the error reach the caller.
 // Afterwards, a message published to "notifications" with routing key "email" lands in
 // "emails"; one with any other routing key ("sms") is dropped: nothing is bound for it.
 import amqp from 'amqplib';
