@@ -118,6 +118,14 @@ describe('a broken environment ends with exit 2 and its cause, in check and in d
     );
   });
 
+  it('the user has no tags at all (the management API refuses it: "Not management user")', async () => {
+    await expectEnvironmentProblem(
+      { RABBITMQ_URL: amqpUrl(noPermissions, PASSWORD) },
+      new RegExp(`User "${noPermissions}" of the management API at .* lacks the administrator tag \\(it may not even use the management API\\)`),
+      new RegExp(`rabbitmqctl set_user_tags ${noPermissions} administrator`),
+    );
+  });
+
   it('the management API belongs to another broker', async () => {
     await expectEnvironmentProblem(
       { RABBITMQ_URL: broker.amqpUrl, RABBITMQ_MANAGEMENT_URL: fakeUrl },

@@ -9,7 +9,8 @@ import { loadManifest, type Exercise } from '../runner/manifest/load.js';
 import { keepWorkerWarm, runCheck } from '../runner/check/run.js';
 import { formatVerdict, OUTPUT_SHOWN } from '../runner/check/report.js';
 import { exitCodeFor } from '../runner/commands/check.js';
-import { managementFor } from '../runner/broker/management.js';
+import { ManagementError, managementFor } from '../runner/broker/management.js';
+import { classifyCheckError } from '../runner/check/classify-error.js';
 import { EXIT } from '../runner/exit-codes.js';
 
 const broker = inject('broker');
@@ -81,6 +82,26 @@ describe("an error in the checker's own steps, provoked by the learner's code, i
     expect(verdict.finding?.summary).toMatch(summary);
     expect(verdict.finding?.fix).toBeTruthy();
     expect(vhostLeft).toBe(false);
+  });
+});
+
+describe('errors from the broker, sorted without a broker', () => {
+  const ui = (kind: string, name?: string) => `ui/${kind}/${name ?? ''}`;
+  const closed = (reason: string) => Object.assign(new Error('Channel closed'), { name: 'IllegalOperationError', stackAtStateChange: `Stack capture: ${reason}\n    at x` });
+  it.each([
+    // amqplib's next call on a channel the broker closed only says "Channel closed"; the reason is in its stack capture.
+    [closed('Channel closed by server: 405 (RESOURCE-LOCKED) with message "RESOURCE_LOCKED - cannot obtain exclusive access to locked queue \'q\' in vhost \'v\'"'), undefined, 'learner', /exclusive queue is still held/],
+    // A confirm channel's waitForConfirms only says "channel closed": the reason is the last error the checker's channels recorded.
+    [new Error('channel closed'), new Error('Channel closed by server: 403 (ACCESS-REFUSED) with message "ACCESS_REFUSED - cannot publish to internal exchange \'x\' in vhost \'v\'"'), 'learner', /declared it internal/],
+    [new Error('Channel ended, no reply will be forthcoming'), new Error('Connection closed: 320 (CONNECTION-FORCED) with message "CONNECTION_FORCED - Closed via management plugin"'), 'learner', /connection to the broker was closed under it/],
+    [new Error('Connection closed: 320 (CONNECTION-FORCED) with message "CONNECTION_FORCED - broker forced connection closure with reason \'shutdown\'"'), undefined, 'environment', /stopped answering/],
+    [new ManagementError('PUT /policies/v/p failed: 404 {"error":"Object Not Found"}', 404), undefined, 'learner', /it is missing/],
+    [new ManagementError('management API at http://localhost:15672 is unreachable (ECONNREFUSED)'), undefined, 'environment', /stopped answering/],
+    [new TypeError("Cannot read properties of undefined (reading 'name')"), undefined, 'bug', undefined],
+  ])('%s', (err, lastBrokerError, kind, summary) => {
+    const sorted = classifyCheckError(err, { lastBrokerError, ui });
+    expect(sorted.kind).toBe(kind);
+    if (summary) expect('finding' in sorted && sorted.finding.summary).toMatch(summary);
   });
 });
 

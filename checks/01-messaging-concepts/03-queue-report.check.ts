@@ -52,6 +52,33 @@ export default defineCheck<typeof Exercise>(async (t) => {
     const early = await callReport(t, t.vhost);
     if ('error' in early.outcome) judgeFailure(t, t.vhost, early);
 
+    //    Errors must reach the caller: a vhost that does not exist (404), then a wrong password (401).
+    t.provoke(3, 'asked for the report of a vhost that does not exist, then for one with a wrong password');
+    for (const probe of [
+      { vhost: `${t.vhost}-does-not-exist`, password: t.broker.password, answer: '404 Not Found' },
+      { vhost, password: 'not-the-password', answer: '401 Unauthorized' },
+    ]) {
+      const report = await callReport(t, probe.vhost, { password: probe.password });
+      const { outcome, requests } = report;
+      // Asked for something else than that vhost's queues: that mistake is the one to name.
+      if (!requests.some((r) => r.path === `/api/queues/${encodeURIComponent(probe.vhost)}`)) judgeFailure(t, probe.vhost, report);
+      const status = probe.answer.slice(0, 3);
+      if (!('error' in outcome) || !(outcome.error instanceof Error) || !outcome.error.message.includes(status)) {
+        t.fail({
+          summary: `The management API answered ${probe.answer}, but queueReport() ${
+            !('error' in outcome) ? `returned ${JSON.stringify(outcome.value)}`
+            : !(outcome.error instanceof Error) ? `threw ${JSON.stringify(outcome.error)}, not an Error`
+            : `threw an Error that does not name the status: "${outcome.error.message}"`
+          }.`,
+          expected: `queueReport() throws an Error that names the status (${status}) when the API answers ${probe.answer}`,
+          saw: requests.map((r) => `${r.method} ${r.path} → ${r.status ?? r.error}`).join('; ') || 'no fetch() call',
+          why: 'fetch() resolves for every HTTP answer, errors included: only a network failure rejects. Code that does not look at the status reports an error page as if it were data, and its caller never learns that the credentials or the vhost are wrong.',
+          fix: 'if (!response.ok) throw new Error(`GET ${url} answered ${response.status}`) before response.json(). (Without it, the error body still makes .map() throw a TypeError, which says nothing of the 401 or 404 behind it.)',
+        });
+      }
+    }
+    t.observe(3, 'queueReport() threw an Error for the 404 and for the 401');
+
     // 3. The management API counts on a statistics interval: wait until it shows the seeded numbers.
     const settled = await t.waitFor(async () => {
       const queues = await t.mgmt.queues(vhost);
@@ -71,10 +98,14 @@ export default defineCheck<typeof Exercise>(async (t) => {
     }
     t.log(`the management API shows those numbers now, ${((Date.now() - seeded) / 1000).toFixed(1)} s after seeding (statistics refresh on an interval)`);
 
-    // 4. The report that counts.
-    const report = await callReport(t, vhost);
-    if (isDeepStrictEqual(report.outcome.value, EXPECTED)) return;
-    judgeFailure(t, vhost, report);
+    // 4. The report that counts. The API's answer is handed over out of order: it happens to be
+    //    sorted by name, and the report must be sorted whatever order the API answers in.
+    t.provoke([1, 2, 4], `asked for the report of "${vhost}" (a "/" and a space in its name) with the right credentials, the management URL ending in "/", and the API's list handed over out of order`);
+    const report = await callReport(t, vhost, { reorder: true, trailingSlash: true });
+    if (!isDeepStrictEqual(report.outcome.value, EXPECTED)) judgeFailure(t, vhost, report);
+    t.observe(1, `your code asked for ${report.requests.map((r) => r.path).join(', ')}`);
+    t.observe(2, 'the management API accepted its credentials');
+    t.observe(4, `the report is exactly ${JSON.stringify(EXPECTED)}`);
   } finally {
     await connection?.close().catch(() => undefined);
     await t.mgmt.deleteVhost(vhost);
@@ -87,11 +118,13 @@ interface Report {
 }
 
 /** Calls queueReport() for `vhost`, recording what it asked the API; a throw is returned, not raised. */
-async function callReport(t: T, vhost: string): Promise<Report> {
-  const { managementUrl, username, password } = t.broker;
-  const recorder = recordFetches();
+async function callReport(t: T, vhost: string, opts: { password?: string; reorder?: boolean; trailingSlash?: boolean } = {}): Promise<Report> {
+  const { username } = t.broker;
+  const password = opts.password ?? t.broker.password;
+  const managementUrl = t.broker.managementUrl.replace(/\/+$/, '') + (opts.trailingSlash ? '/' : '');
+  const recorder = recordFetches({ reorderLists: opts.reorder });
   try {
-    const outcome = await t.call(`queueReport("${managementUrl}", "${username}", "…", "${vhost}")`, async () => {
+    const outcome = await t.call(`queueReport("${managementUrl}", "${username}", "${opts.password ? opts.password : '…'}", "${vhost}")`, async () => {
       try {
         return { value: (await t.target.queueReport(managementUrl, username, password, vhost)) as unknown };
       } catch (error) {
@@ -214,7 +247,7 @@ function judgeFailure(t: T, vhost: string, { outcome, requests }: Report): never
       expected: EXPECTED.map((e) => e.name).join(', '),
       saw: names.join(', '),
       why: 'Do not rely on the order the API happens to answer in.',
-      fix: 'Sort the lines: .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))',
+      fix: 'Sort the lines: .sort((a, b) => a.name.localeCompare(b.name))',
     });
   }
   t.fail({

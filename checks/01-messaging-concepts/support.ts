@@ -16,7 +16,7 @@ export interface RecordedFetch {
  * Records every fetch() made until restore(): what the code under check asked the
  * management API for, and what it answered. Lets a verdict say "you asked for X".
  */
-export function recordFetches(): { requests: RecordedFetch[]; restore: () => void } {
+export function recordFetches(opts: { reorderLists?: boolean } = {}): { requests: RecordedFetch[]; restore: () => void } {
   const original = globalThis.fetch;
   const requests: RecordedFetch[] = [];
   globalThis.fetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
@@ -26,13 +26,26 @@ export function recordFetches(): { requests: RecordedFetch[]; restore: () => voi
     try {
       const response = await original(input, init);
       entry.status = response.status;
-      return response;
+      return opts.reorderLists ? await reordered(response) : response;
     } catch (err) {
       entry.error = (err as Error).message;
       throw err;
     }
   };
   return { requests, restore: () => void (globalThis.fetch = original) };
+}
+
+/**
+ * The same answer with a JSON list reordered: its first item moved to the end. The management
+ * API happens to answer sorted by name; reordering shows whether the code sorts, or only trusts
+ * that order. (Not reversed: a comparator that always answers -1 turns a reversed list of
+ * three back into order.)
+ */
+async function reordered(response: Response): Promise<Response> {
+  if (!response.ok || !(response.headers.get('content-type') ?? '').includes('json')) return response;
+  const body: unknown = await response.json();
+  const text = JSON.stringify(Array.isArray(body) ? [...body.slice(1), ...body.slice(0, 1)] : body);
+  return new Response(text, { status: response.status, statusText: response.statusText, headers: response.headers });
 }
 
 /** A connection of the checker's own to another vhost than the sandbox (not counted as the learner's). */

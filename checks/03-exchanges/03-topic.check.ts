@@ -1,10 +1,12 @@
 // Check 3.3: publishes a matrix of routing keys to the "order-events" topic exchange
 // (edge cases included: "#" matching zero words, "order.eu" vs "order.x.eu", a longer
-// key, the empty key) and compares where each message went with the requirements.
+// key, the empty key, keys that only a wildcard at either end tells apart) and compares
+// where each message went with the requirements; a refused declaration makes bindTopics()
+// reject, and close its connection.
 import { defineCheck } from '../../runner/check/context.js';
 import type * as Exercise from '../../exercises/03-exchanges/03-topic.js';
 import { expectExchange, expectQuorumQueue } from '../../runner/check/topology.js';
-import { expectRoutes, type RouteCase } from './support.js';
+import { expectRefusedDeclarationHandled, expectRoutes, type RouteCase } from './support.js';
 
 const EXCHANGE = 'order-events';
 
@@ -26,6 +28,7 @@ const ADVICE: Record<string, string> = {
 };
 
 export default defineCheck<typeof Exercise>(async (t) => {
+  t.provoke([1, 2, 3, 4], 'called bindTopics(url) on an empty vhost');
   await t.call('bindTopics(url)', () => t.target.bindTopics(t.url));
   await t.expectConnectionsClosed('bindTopics()');
 
@@ -45,8 +48,12 @@ export default defineCheck<typeof Exercise>(async (t) => {
     route('error', 'all-errors'),
     route('order.created.eu.error', 'order-created', 'all-errors'),
     route('payment.errors'),
+    route('payment.error.retry'), // "error" in the middle: #.error.# would take it
+    route('invoice.created.eu'), // not an order: *.*.eu or #.created.# would take it
     route(''),
   ];
-  await expectRoutes(t, EXCHANGE, cases, (queue) => ADVICE[queue] ?? `Only the four queues of the task should be bound to "${EXCHANGE}".`);
+  await expectRoutes(t, EXCHANGE, cases, (queue) => ADVICE[queue] ?? `Only the four queues of the task should be bound to "${EXCHANGE}".`, [1, 2, 3, 4]);
   t.note(`All ${cases.length} routing keys went exactly where they belong.`);
+
+  await expectRefusedDeclarationHandled(t, { line: 5, label: 'bindTopics(url)', call: () => t.target.bindTopics(t.url), exchange: EXCHANGE, type: 'topic' });
 });

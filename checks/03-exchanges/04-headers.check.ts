@@ -1,9 +1,10 @@
 // Check 3.4: publishes print jobs with different header combinations (and meaningless
-// routing keys) to the "print-jobs" headers exchange, and checks where each one went.
+// routing keys) to the "print-jobs" headers exchange, and checks where each one went; a
+// refused declaration makes bindPrintJobs() reject, and close its connection.
 import { defineCheck } from '../../runner/check/context.js';
 import type * as Exercise from '../../exercises/03-exchanges/04-headers.js';
 import { expectExchange, expectQuorumQueue } from '../../runner/check/topology.js';
-import { expectRoutes, type RouteCase } from './support.js';
+import { expectRefusedDeclarationHandled, expectRoutes, type RouteCase } from './support.js';
 
 const EXCHANGE = 'print-jobs';
 
@@ -14,11 +15,14 @@ const ADVICE: Record<string, string> = {
 };
 
 export default defineCheck<typeof Exercise>(async (t) => {
+  t.provoke([1, 2, 3, 4], 'called bindPrintJobs(url) on an empty vhost');
   await t.call('bindPrintJobs(url)', () => t.target.bindPrintJobs(t.url));
   await t.expectConnectionsClosed('bindPrintJobs()');
 
   await expectExchange(t, EXCHANGE, 'headers', `await channel.assertExchange('${EXCHANGE}', 'headers', { durable: true })`);
+  t.observe(1, `read "${EXCHANGE}" from the management API: a durable headers exchange`);
   for (const q of Object.keys(ADVICE)) await expectQuorumQueue(t, q);
+  t.observe(2, 'read "eu-pdf" and "rush" from the management API: quorum queues');
 
   // The routing keys are deliberately misleading: a headers exchange must ignore them.
   const job = (headers: Record<string, unknown>, key: string, expect: string[], because: string): RouteCase => ({ key, headers, expect, because });
@@ -33,6 +37,8 @@ export default defineCheck<typeof Exercise>(async (t) => {
     job({ priority: 'low', customer: 'regular' }, 'rush', [], 'Both headers are present, but neither has the value rush asks for.'),
     job({}, 'pdf.eu', [], 'No headers at all: nothing to match, whatever the routing key says.'),
   ];
-  await expectRoutes(t, EXCHANGE, cases, (queue) => ADVICE[queue] ?? `Only "eu-pdf" and "rush" should be bound to "${EXCHANGE}".`);
+  await expectRoutes(t, EXCHANGE, cases, (queue) => ADVICE[queue] ?? `Only "eu-pdf" and "rush" should be bound to "${EXCHANGE}".`, [3, 4]);
   t.note(`All ${cases.length} print jobs went exactly where they belong.`);
+
+  await expectRefusedDeclarationHandled(t, { line: 5, label: 'bindPrintJobs(url)', call: () => t.target.bindPrintJobs(t.url), exchange: EXCHANGE, type: 'headers' });
 });

@@ -1,17 +1,19 @@
 // Check 3.5: "payments" routes "card" and "transfer" to their queues, and every message no
 // binding matches (unknown key, empty key, wrong case) lands in "unrouted" through the
 // alternate exchange, with its original routing key. When it does not, the check follows
-// the chain (argument, alternate exchange, its bindings) to say where it broke.
+// the chain (argument, alternate exchange, its bindings) to say where it broke. A refused
+// declaration makes setupPayments() reject, and close its connection.
 import { defineCheck } from '../../runner/check/context.js';
 import type * as Exercise from '../../exercises/03-exchanges/05-alternate.js';
 import { expectExchange, expectQuorumQueue } from '../../runner/check/topology.js';
-import { bindingsFrom, caseLabel, failOnMismatch, jsLiteral, routeMatrix, type RouteCase } from './support.js';
+import { bindingsFrom, caseLabel, expectRefusedDeclarationHandled, failOnMismatch, jsLiteral, routeMatrix, type RouteCase } from './support.js';
 
 const EXCHANGE = 'payments';
 const ALTERNATE = 'payments-unrouted';
 const DECLARE = `await channel.assertExchange('${EXCHANGE}', 'direct', { durable: true, alternateExchange: '${ALTERNATE}' })`;
 
 export default defineCheck<typeof Exercise>(async (t) => {
+  t.provoke([1, 2, 3], 'called setupPayments(url) on an empty vhost');
   await t.call('setupPayments(url)', () => t.target.setupPayments(t.url));
   await t.expectConnectionsClosed('setupPayments()');
 
@@ -26,7 +28,7 @@ export default defineCheck<typeof Exercise>(async (t) => {
     { key: '', expect: ['unrouted'], because: nowhere },
     { key: 'Card', expect: ['unrouted'], because: `Routing keys are case-sensitive: "Card" is not "card". ${nowhere}` },
   ];
-  const result = await routeMatrix(t, EXCHANGE, cases);
+  const result = await routeMatrix(t, EXCHANGE, cases, [1, 2, 3]);
   const lost = result.mismatches.find((m) => m.queue === 'unrouted' && m.kind === 'missing');
   if (lost) {
     // Follow the chain to the first broken link.
@@ -81,7 +83,10 @@ export default defineCheck<typeof Exercise>(async (t) => {
     );
   }
   await expectExchange(t, ALTERNATE, 'fanout', `await channel.assertExchange('${ALTERNATE}', 'fanout', { durable: true })`);
+  t.observe([1, 2], `read "${EXCHANGE}" (direct, durable, alternate-exchange "${ALTERNATE}") and "${ALTERNATE}" (fanout, durable) from the management API`);
 
   const caught = result.received[2]![0]!.message;
   t.note(`The unroutable payment waits in "unrouted" with its original exchange "${caught.fields.exchange}" and routing key "${caught.fields.routingKey}": enough to find out who sent it, and why nobody took it.`);
+
+  await expectRefusedDeclarationHandled(t, { line: 4, label: 'setupPayments(url)', call: () => t.target.setupPayments(t.url), exchange: EXCHANGE, type: 'direct' });
 });

@@ -1,10 +1,11 @@
 // Check 3.6: "billing" (fanout) is bound to "shop-events" (topic) by an exchange-to-exchange
 // binding; payment events published to "shop-events", and anything published to "billing",
-// reach both billing queues; other shop events do not.
+// reach both billing queues; other shop events do not; no queue is bound to "shop-events"
+// directly. A refused declaration makes wireBilling() reject, and close its connection.
 import { defineCheck } from '../../runner/check/context.js';
 import type * as Exercise from '../../exercises/03-exchanges/06-exchange-to-exchange.js';
 import { expectExchange, expectQuorumQueue } from '../../runner/check/topology.js';
-import { bindingsFrom, expectRoutes, type RouteCase } from './support.js';
+import { bindingsFrom, expectRefusedDeclarationHandled, expectRoutes, type RouteCase } from './support.js';
 
 const SHOP = 'shop-events';
 const BILLING = 'billing';
@@ -12,12 +13,14 @@ const QUEUES = ['billing-ledger', 'billing-fraud'];
 const BIND = `await channel.bindExchange('${BILLING}', '${SHOP}', 'payment.#')`;
 
 export default defineCheck<typeof Exercise>(async (t) => {
+  t.provoke([1, 2, 3], 'called wireBilling(url) on an empty vhost');
   await t.call('wireBilling(url)', () => t.target.wireBilling(t.url));
   await t.expectConnectionsClosed('wireBilling()');
 
   await expectExchange(t, SHOP, 'topic', `await channel.assertExchange('${SHOP}', 'topic', { durable: true })`);
   await expectExchange(t, BILLING, 'fanout', `await channel.assertExchange('${BILLING}', 'fanout', { durable: true })`);
   for (const q of QUEUES) await expectQuorumQueue(t, q);
+  t.observe(1, `read "${BILLING}" (a durable fanout exchange) and its queues from the management API`);
 
   // The topology first: the point of the exercise is the binding between the two exchanges.
   const e2e = (await bindingsFrom(t, SHOP)).filter((b) => b.destination === BILLING && b.destination_type === 'exchange');
@@ -46,6 +49,20 @@ export default defineCheck<typeof Exercise>(async (t) => {
     });
   }
 
+  t.observe(2, `read the bindings of "${SHOP}": an exchange-to-exchange binding to "${BILLING}", pattern "${e2e.map((b) => b.routing_key).join('", "')}"`);
+  const direct = (await bindingsFrom(t, SHOP)).filter((b) => b.destination_type === 'queue');
+  if (direct.length) {
+    t.fail({
+      summary: `Besides the exchange-to-exchange binding, ${direct.map((b) => `"${b.destination}"`).join(' and ')} ${direct.length === 1 ? 'is' : 'are'} bound to "${SHOP}" directly.`,
+      expected: `the queues bound to "${BILLING}" only; "${SHOP}" bound to "${BILLING}"`,
+      saw: direct.map((b) => `"${SHOP}" → "${b.destination}" (key "${b.routing_key}")`).join(', '),
+      why: `Every binding from "${SHOP}" to a billing queue is one more thing the shop's exchange must know about billing: whoever changes the routing later must change it in two places, and a queue bound both ways only looks right because RabbitMQ puts a message in a queue once, however many bindings lead there.`,
+      fix: `Remove the direct bindings (await channel.unbindQueue(queue, '${SHOP}', key), or reset the exercise): bind each queue to "${BILLING}" with '', and only ${BIND}.`,
+      link: t.ui('exchanges', SHOP),
+    });
+  }
+  t.observe(3, `read the bindings of "${SHOP}": no queue bound to it directly`);
+
   const both = [...QUEUES];
   const shopCases: RouteCase[] = [
     { key: 'payment.captured', expect: both, because: 'A payment event: "payment" and one more word.' },
@@ -55,9 +72,11 @@ export default defineCheck<typeof Exercise>(async (t) => {
     { key: 'order.payment.failed', expect: [], because: 'This key starts with "order", not "payment".' },
   ];
   const advice = () => `Bind "${BILLING}" to "${SHOP}" with a pattern that takes "payment" and any number of words after it (${BIND}), and each queue to "${BILLING}" with "".`;
-  await expectRoutes(t, SHOP, shopCases, advice);
+  await expectRoutes(t, SHOP, shopCases, advice, [1, 2]);
 
   // The billing team's own services publish straight to "billing".
-  await expectRoutes(t, BILLING, [{ key: 'manual-adjustment', expect: both, because: `A fanout delivers whatever is published to "${BILLING}" to every bound queue.` }], advice);
+  await expectRoutes(t, BILLING, [{ key: 'manual-adjustment', expect: both, because: `A fanout delivers whatever is published to "${BILLING}" to every bound queue.` }], advice, 1);
   t.note(`Payment events travel ${SHOP} → ${BILLING} → ${QUEUES.join(' and ')}; other events stay out.`);
+
+  await expectRefusedDeclarationHandled(t, { line: 4, label: 'wireBilling(url)', call: () => t.target.wireBilling(t.url), exchange: BILLING, type: 'fanout' });
 });

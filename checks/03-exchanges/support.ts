@@ -3,8 +3,11 @@
 // one tagged message per case through the checker's confirm channel, then reads every
 // queue of the sandbox vhost and compares where each message went with where it belongs.
 // Generic enough for the runner: routeMatrix, topicMatches, headersMatch.
+// Every setup function of the chapter must also survive the broker refusing a declaration:
+// expectRefusedDeclarationHandled makes that happen.
 import type { CheckContext } from '../../runner/check/context.js';
-import type { GetMessage } from 'amqplib';
+import type { ContractRef } from '../../runner/check/contract.js';
+import type { Channel, GetMessage } from 'amqplib';
 import type { BindingInfo } from '../../runner/broker/management.js';
 
 type Ctx = CheckContext<unknown>;
@@ -118,9 +121,10 @@ export function caseLabel(c: RouteCase): string {
 /**
  * Publishes one message per case to `exchange` (confirmed), then empties every queue of
  * the vhost and reports where each message went. The exchange must exist (check first
- * with expectExchange): publishing to a missing exchange closes the channel.
+ * with expectExchange): publishing to a missing exchange closes the channel. `lines`: the
+ * contract lines whose bindings the matrix puts to the test.
  */
-export async function routeMatrix(t: Ctx, exchange: string, cases: RouteCase[]): Promise<MatrixResult> {
+export async function routeMatrix(t: Ctx, exchange: string, cases: RouteCase[], lines?: ContractRef | ContractRef[]): Promise<MatrixResult> {
   const tag = `m${Date.now().toString(36)}`;
   const ch = await t.confirmChannel();
   try {
@@ -133,13 +137,15 @@ export async function routeMatrix(t: Ctx, exchange: string, cases: RouteCase[]):
     await ch.close().catch(() => undefined);
   }
   const what = cases.every((c) => c.headers !== undefined) ? `${cases.length} messages with different headers` : `${cases.length} messages, routing keys ${cases.map((c) => JSON.stringify(c.key)).join(', ')}`;
-  t.log(`published ${what} to the exchange "${exchange}" (the broker confirmed them)`);
+  const published = `published ${what} to the exchange "${exchange}" (the broker confirmed them)`;
+  if (lines !== undefined) t.provoke(lines, published);
+  else t.log(published);
 
   const arrived: string[][] = cases.map(() => []);
   const received: MatrixResult['received'] = cases.map(() => []);
   const queues = (await t.mgmt.queues(t.vhost)).map((q) => q.name);
-  for (const q of queues) {
-    for (const m of await t.takeMessages(q, 1000)) {
+  for (const [q, messages] of await drainQueues(t, queues)) {
+    for (const m of messages) {
       const id = String(m.properties.messageId ?? '');
       if (!id.startsWith(`${tag}-`)) continue;
       const i = Number(id.slice(tag.length + 1));
@@ -147,7 +153,9 @@ export async function routeMatrix(t: Ctx, exchange: string, cases: RouteCase[]):
       received[i]?.push({ queue: q, message: m });
     }
   }
-  t.log(`read every queue (${queues.map((q) => `"${q}"`).join(', ') || 'none'}) to see where each message went`);
+  const read = `read every queue (${queues.map((q) => `"${q}"`).join(', ') || 'none'}) to see where each message went`;
+  if (lines !== undefined) t.observe(lines, read);
+  else t.log(read);
 
   const mismatches: Mismatch[] = [];
   cases.forEach((c, i) => {
@@ -182,8 +190,9 @@ export async function expectRoutes(
   exchange: string,
   cases: RouteCase[],
   advice: (queue: string, m: Mismatch) => string,
+  lines?: ContractRef | ContractRef[],
 ): Promise<MatrixResult> {
-  const result = await routeMatrix(t, exchange, cases);
+  const result = await routeMatrix(t, exchange, cases, lines);
   if (result.mismatches.length === 0) return result;
   return failOnMismatch(t, exchange, cases, result, advice);
 }
@@ -242,4 +251,187 @@ export async function failOnMismatch(
     fix: advice(m.queue, m),
     link: t.ui('exchanges', exchange),
   });
+}
+
+// ---- reading queues without tripping over what the code under check left ----------------
+
+/**
+ * Takes every message off each queue, on one channel. A queue the checker cannot read (an
+ * exclusive queue of a connection still open, a stream queue, one deleted meanwhile) ends
+ * the check with a verdict that names it, not with a crash.
+ */
+export async function drainQueues(t: Ctx, queues: string[]): Promise<Map<string, GetMessage[]>> {
+  const out = new Map<string, GetMessage[]>();
+  let ch: Channel | undefined;
+  try {
+    for (const q of queues) {
+      ch ??= await t.channel();
+      const messages: GetMessage[] = [];
+      try {
+        for (let m = await ch.get(q, { noAck: true }); m; m = await ch.get(q, { noAck: true })) messages.push(m);
+      } catch (err) {
+        ch = undefined; // the broker closed it
+        unreadable(t, q, err);
+      }
+      out.set(q, messages);
+    }
+    return out;
+  } finally {
+    await ch?.close().catch(() => undefined);
+  }
+}
+
+function unreadable(t: Ctx, queue: string, err: unknown): never {
+  const message = err instanceof Error ? err.message : String(err);
+  const why = /RESOURCE_LOCKED|405/.test(message)
+    ? 'It is an exclusive queue of a connection that is still open: only that connection may use it.'
+    : /NOT_IMPLEMENTED|540|stream/i.test(message)
+      ? 'It is a stream queue: a stream is read with a consumer and an offset, never with basic.get, and it keeps its messages.'
+      : 'The broker refused to hand out its messages.';
+  t.fail({
+    summary: `The checker could not read the queue "${queue}": ${message}`,
+    expected: `a queue the checker can empty with basic.get, like the durable quorum queues of the exercise`,
+    saw: `"${queue}": ${message}`,
+    why: `${why} The checker reads every queue of the vhost to see where each message went.`,
+    fix: 'Declare only the queues the exercise asks for, as durable quorum queues, and close your connection before returning.',
+    link: t.ui('queues', queue),
+  });
+}
+
+// ---- the broker refuses a declaration ------------------------------------------------------
+
+export interface RefusedDeclaration {
+  /** The contract line that promises to close the connection and pass the error on. */
+  line: ContractRef;
+  /** How the call is shown, e.g. "setupLogRouting(url)". */
+  label: string;
+  call: () => Promise<unknown>;
+  /** An exchange the code under check declares, and the type it declares it with. */
+  exchange: string;
+  type: string;
+}
+
+/**
+ * Replaces `exchange` with an exchange of another type, so that the code under check gets
+ * 406 PRECONDITION_FAILED when it declares it; then expects its function to reject with
+ * that error, without crashing on the channel's 'error' event, and to leave no connection
+ * open. Run it last: it leaves the exchange of the wrong type behind.
+ */
+export async function expectRefusedDeclarationHandled(t: Ctx, o: RefusedDeclaration): Promise<void> {
+  const decoy = o.type === 'fanout' ? 'direct' : 'fanout';
+  const ch = await t.channel();
+  await ch.deleteExchange(o.exchange);
+  await ch.assertExchange(o.exchange, decoy, { durable: true });
+  await ch.close().catch(() => undefined);
+  t.provoke(o.line, `replaced the exchange "${o.exchange}" with a ${decoy} exchange of the same name, so that the broker refuses to declare it as a ${o.type} exchange (406 PRECONDITION_FAILED)`);
+  const name = o.label.replace(/\(.*$/, '()');
+  const outcome = await t.call(`${o.label}, while "${o.exchange}" exists as a ${decoy} exchange`, async () => {
+    try {
+      await o.call();
+      return { rejected: false as const };
+    } catch (err) {
+      return { rejected: true as const, err };
+    }
+  });
+  const declare = `channel.assertExchange('${o.exchange}', '${o.type}', { durable: true })`;
+  if (!outcome.rejected) {
+    const now = await t.mgmt.exchange(t.vhost, o.exchange);
+    if (now?.type === o.type) {
+      t.fail({
+        summary: `${name} deleted the existing exchange "${o.exchange}" and declared it again, instead of failing when the broker refused the declaration.`,
+        expected: `${name} rejects with the broker's error (406 PRECONDITION_FAILED) and leaves "${o.exchange}" as it found it`,
+        saw: `${name} resolved, and "${o.exchange}" is now a new ${o.type} exchange`,
+        why: 'Deleting an exchange also deletes every binding other applications made to it: their queues silently stop receiving messages. An exchange of the wrong type is a mistake a person must look at.',
+        fix: `Declare it with ${declare} and let a refusal reject the call; never delete shared exchanges in setup code.`,
+        link: t.ui('exchanges', o.exchange),
+      });
+    }
+    t.fail({
+      summary: `The broker refused to declare "${o.exchange}" (406 PRECONDITION_FAILED), but ${name} resolved as if everything were in place.`,
+      expected: `${name} rejects with the broker's error`,
+      saw: `${name} resolved; "${o.exchange}" is still a ${now?.type ?? 'missing'} exchange`,
+      why: 'The caller believes the routing is set up, and publishes into a topology that does not exist. An error swallowed in a catch block (or logged and forgotten) hides the one message that says what is wrong.',
+      fix: 'Do not catch the error, or rethrow it after logging: try { … } finally { await connection.close(); } closes the connection and passes the error on.',
+      link: t.ui('exchanges', o.exchange),
+    });
+  }
+  const message = outcome.err instanceof Error ? outcome.err.message : String(outcome.err);
+  if (!carriesRefusal(outcome.err)) {
+    const closedTwice = /channel (is )?closed|IllegalOperationError/i.test(`${message} ${(outcome.err as Error)?.name ?? ''}`);
+    t.fail({
+      summary: closedTwice
+        ? `When the broker refused a declaration, ${name} rejected with "${message}" instead of the broker's error: it closed a channel the broker had already closed.`
+        : `When the broker refused a declaration, ${name} rejected with an error that no longer says why: "${message}".`,
+      expected: `the broker's error: 406 (PRECONDITION-FAILED) … inequivalent arg 'type' for exchange '${o.exchange}'`,
+      saw: `"${message}"`,
+      why: closedTwice
+        ? 'A refused declaration closes the channel. channel.close() in a finally block then throws "Channel closed", which replaces the broker\'s error, and the lines after it (connection.close()) never run.'
+        : 'The broker\'s error is the only place that says what was refused, and why. Replaced by another message, it is lost to whoever reads the logs.',
+      fix: closedTwice
+        ? 'Close only the connection in finally (it closes its channels): try { … } finally { await connection.close(); }'
+        : 'Let the error propagate (or rethrow it, or pass it as { cause: err } when you wrap it).',
+    });
+  }
+  await t.expectConnectionsClosed(`${name}, after the broker refused a declaration,`);
+  t.observe(o.line, `saw ${name} reject with the broker's error (${message.slice(0, 60)}…) and leave no connection open`);
+}
+
+/** Whether an error (or an error it wraps, as `cause`) is the broker's 406 refusal. */
+function carriesRefusal(err: unknown): boolean {
+  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const text = e instanceof Error ? e.message : String(e);
+    if ((e as { code?: unknown }).code === 406 || /PRECONDITION[-_]FAILED/.test(text)) return true;
+  }
+  return false;
+}
+
+// ---- the broker refuses a message ----------------------------------------------------------
+
+/**
+ * Makes the broker refuse (nack) every new message routed to `queue`: a policy with
+ * max-length 0 and overflow reject-publish. A quorum queue refuses only once it is over its
+ * limit, so one message goes in first; a probe then proves the refusal is in force.
+ */
+export async function refuseNewMessages(t: Ctx, queue: string, lines: ContractRef | ContractRef[]): Promise<void> {
+  await t.publish(queue, ['already here: a quorum queue refuses only once it is over its limit']);
+  await t.mgmt.setPolicy(t.vhost, 'refuse-new-messages', { pattern: `^${queue}$`, 'apply-to': 'queues', definition: { 'max-length': 0, overflow: 'reject-publish' } });
+  await t.waitFor(async () => {
+    const ch = await t.confirmChannel();
+    try {
+      ch.sendToQueue(queue, Buffer.from('probe'), { persistent: true });
+      await ch.waitForConfirms();
+      return false;
+    } catch {
+      return true; // nacked: the policy is in force
+    } finally {
+      await ch.close().catch(() => undefined);
+    }
+  }, 3000, 50);
+  t.provoke(lines, `made the broker refuse new messages on "${queue}" (policy: max-length 0, overflow reject-publish), and saw it nack a message of its own`);
+}
+
+// ---- where a message published the wrong way goes ------------------------------------------
+
+/** The checker's catch-all for messages published to an exchange with a key nobody bound. */
+export const STRAYS = 'checker-strays';
+
+/**
+ * Sets nets for messages published the wrong way, so that a verdict can say how they were
+ * published instead of "they vanished": a queue named after each of `keys` (sendToQueue(key)
+ * publishes through the default exchange, which routes by queue name), and, by policy, an
+ * alternate exchange for `exchange` that hands every message no binding matches to the
+ * queue "checker-strays" (a wrong routing key).
+ */
+export async function catchStrays(t: Ctx, exchange: string, keys: string[]): Promise<void> {
+  const ch = await t.channel();
+  try {
+    for (const key of keys) await ch.assertQueue(key, { durable: true });
+    await ch.assertExchange(STRAYS, 'fanout', { durable: true });
+    await ch.assertQueue(STRAYS, { durable: true });
+    await ch.bindQueue(STRAYS, STRAYS, '');
+  } finally {
+    await ch.close().catch(() => undefined);
+  }
+  await t.mgmt.setPolicy(t.vhost, 'checker-strays', { pattern: `^${exchange}$`, 'apply-to': 'exchanges', definition: { 'alternate-exchange': STRAYS } });
+  t.log(`declared the queues ${keys.map((k) => `"${k}"`).join(', ')} and gave "${exchange}" the alternate exchange "${STRAYS}" (by policy), to see where a message published the wrong way goes`);
 }

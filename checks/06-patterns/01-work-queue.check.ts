@@ -1,30 +1,44 @@
 // Check 6.1: two workers of the learner's code, one slow (200 ms a task) and one fast (5 ms),
-// share 30 tasks. With prefetch 1 and acks after the work, the fast one does most of them;
-// dealt out in turn, each gets half and the fast one idles. Everything must be acked.
+// share 30 tasks. With prefetch 1 and acks after the work, the fast one does most of them and
+// neither ever holds two at once; dealt out in turn, each gets half and the fast one idles.
+// Then tasks whose work() fails must come back, a task in progress when stop() is called must
+// go back to the queue, and the worker must survive its consumer being cancelled and its
+// connection being cut.
 import { defineCheck } from '../../runner/check/context.js';
 import type * as Exercise from '../../exercises/06-patterns/01-work-queue.js';
 import { expectQuorumQueue } from '../../runner/check/topology.js';
-import { simulatedWorker } from './support.js';
+import { cutConnectionsAndSurvive, deleteQueueUnderConsumer, expectMethods, simulatedWorker } from './support.js';
 
 const TASKS = 30;
 const SLOW_MS = 200;
 const FAST_MS = 5;
+const RETRIES: [task: string, failures: number][] = [
+  ['retry-once', 1],
+  ['retry-twice', 2],
+];
+const HANG = 'hang';
 
 export default defineCheck<typeof Exercise>(async (t) => {
   const queue = 'tasks';
-  const slow = simulatedWorker(SLOW_MS);
-  const fast = simulatedWorker(FAST_MS);
+  const script = { failFirst: new Map(RETRIES), hang: new Set([HANG]) };
+  const slow = simulatedWorker(SLOW_MS, script);
+  const fast = simulatedWorker(FAST_MS, script);
+  const start = async (label: string, work: (task: string) => Promise<void>) => {
+    const worker = await t.call(`startWorker(url, "${queue}", work) for ${label}`, () => t.target.startWorker(t.url, queue, work));
+    expectMethods(t, 'startWorker()', worker, ['stop']);
+    return worker;
+  };
 
-  const slowWorker = await t.call(`startWorker(url, "${queue}", work) for the slow worker (${SLOW_MS} ms a task)`, () =>
-    t.target.startWorker(t.url, queue, slow.work),
-  );
-  const fastWorker = await t.call(`startWorker(url, "${queue}", work) for the fast worker (${FAST_MS} ms a task)`, () =>
-    t.target.startWorker(t.url, queue, fast.work),
-  );
+  // 1. The first worker declares the queue; the second declares it again, with the same options.
+  t.provoke(1, `started the slow worker (${SLOW_MS} ms a task) in a vhost where "${queue}" does not exist yet`);
+  const slowWorker = await start(`the slow worker (${SLOW_MS} ms a task)`, slow.work);
   await expectQuorumQueue(t, queue, {
     why: 'Every worker declares the queue it consumes from, so that it exists whichever starts first.',
     fix: `In startWorker(): await channel.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'quorum' } })`,
   });
+  t.observe(1, `read "${queue}" from the broker: a durable quorum queue`);
+  t.provoke(1, `started the fast worker (${FAST_MS} ms a task): it declares "${queue}" again`);
+  const fastWorker = await start(`the fast worker (${FAST_MS} ms a task)`, fast.work);
   const consumers = await t.waitFor(async () => ((await t.consumerCount(queue)) >= 2 ? 2 : undefined), 2000);
   if (!consumers) {
     const n = await t.consumerCount(queue);
@@ -36,9 +50,12 @@ export default defineCheck<typeof Exercise>(async (t) => {
       link: t.ui('queues', queue),
     });
   }
+  t.observe(1, `"${queue}" has 2 consumers: the second declaration was accepted`);
 
+  // 2. Fair dispatch: 30 tasks, a slow and a fast worker.
   const tasks = Array.from({ length: TASKS }, (_, i) => `task-${String(i + 1).padStart(2, '0')}`);
   await t.publish(queue, tasks);
+  t.provoke([2, 3], `published ${TASKS} tasks for a slow worker and a fast one`);
 
   // Every task handed to one of the workers (work() called), and the fast one idle again.
   const handedOut = () => slow.state.handed.length + fast.state.handed.length;
@@ -55,6 +72,16 @@ export default defineCheck<typeof Exercise>(async (t) => {
       why: 'With prefetch 1 the broker sends a worker its next task only after the ack of the one in hand. A worker that never acks gets one task, and then nothing ever again.',
       fix: 'Ack each task when the promise work() returns resolves: work(text).then(() => channel.ack(msg), () => channel.nack(msg)).',
       link: t.ui('queues', queue),
+    });
+  }
+  const notText = slow.state.notText ?? fast.state.notText;
+  if (notText) {
+    t.fail({
+      summary: `work() was called with ${notText}, not with the text of the task.`,
+      expected: 'work("task-01"): a string',
+      saw: `work(${notText})`,
+      why: 'msg.content is a Buffer: the raw bytes of the body. The work function expects the text; a Buffer only looks like it when printed.',
+      fix: 'work(msg.content.toString())',
     });
   }
 
@@ -86,12 +113,25 @@ export default defineCheck<typeof Exercise>(async (t) => {
       link: t.ui('queues', queue),
     });
   }
+  const most = Math.max(slow.state.maxAtOnce, fast.state.maxAtOnce);
+  if (most > 1) {
+    const who = slow.state.maxAtOnce >= fast.state.maxAtOnce ? 'slow' : 'fast';
+    t.fail({
+      summary: `The ${who} worker was handed ${most} tasks at once: it took more than one unacknowledged task at a time.`,
+      expected: 'at most 1 task in hand per worker (prefetch 1)',
+      saw: `the slow worker held up to ${slow.state.maxAtOnce} task(s) at once, the fast one ${fast.state.maxAtOnce}; split: slow ${s}, fast ${f}`,
+      why: `The tasks a busy worker holds wait inside it, even while another worker is idle; with prefetch ${most}, the slow worker sits on ${most} tasks at a time. Fair dispatch needs a limit of one.`,
+      fix: 'await channel.prefetch(1) before channel.consume(...).',
+      link: t.ui('queues', queue),
+    });
+  }
+  t.observe(2, `each worker held at most one task at a time, and the fast worker did ${f} of the ${TASKS}`);
   t.note(`Fair split: the fast worker did ${f} of the ${TASKS} tasks, the slow one ${s}.`);
 
-  // Every task done exactly once, and acked.
+  // Every task done exactly once.
   await t.waitFor(() => slow.state.done.length + fast.state.done.length >= TASKS, 2 * SLOW_MS + 500);
   const seen = [...slow.state.handed, ...fast.state.handed].sort();
-  if (seen.join() !== tasks.join()) {
+  if (seen.join('\n') !== tasks.join('\n')) {
     const dupes = seen.filter((x, i) => seen.indexOf(x) !== i);
     t.fail({
       summary: `work() was not called exactly once per task${dupes.length ? `: ${dupes.slice(0, 3).join(', ')} came twice` : ''}.`,
@@ -101,20 +141,82 @@ export default defineCheck<typeof Exercise>(async (t) => {
       fix: 'Ack each task exactly once, after work() resolves.',
     });
   }
+  t.observe(3, `work() got each of the ${TASKS} tasks once, as text`);
+
+  // 3. Failures: a task whose work() rejects must go back to the queue and be tried again.
+  const retryTasks = RETRIES.map(([task]) => task);
+  const calls = (task: string) => slow.handedCount(task) + fast.handedCount(task);
+  const finished = (task: string) => slow.doneCount(task) + fast.doneCount(task);
+  await t.publish(queue, retryTasks);
+  t.provoke(3, `published ${retryTasks.map((x) => `"${x}"`).join(' and ')}: work() rejects them the first time, and the first two times`);
+  const retried = await t.waitFor(() => retryTasks.every((task) => finished(task) >= 1), 1500);
+  if (!retried) {
+    const stuck = RETRIES.filter(([task, failures]) => calls(task) <= failures);
+    const back = await stuckTasksComeBack(stuck.length);
+    const described = stuck.map(([task, failures]) => `work("${task}") called ${calls(task)} time(s), rejected the first ${failures}`).join('; ');
+    t.fail({
+      summary:
+        back > 0
+          ? `When work() rejected, the task was neither acked nor nacked: the worker sat on it (${stuck.map(([x]) => `"${x}"`).join(', ')}).`
+          : `When work() rejected, the task was dropped: ${stuck.map(([x]) => `"${x}"`).join(', ')} never came back to be tried again.`,
+      expected: 'a task whose work() rejects goes back to the queue (channel.nack(msg)) and is tried again until it succeeds',
+      saw: `${described}; after the checker cut your connections, ${back} task(s) came back to the queue`,
+      why:
+        back > 0
+          ? 'With prefetch 1, a task left unacknowledged blocks its worker for good: the broker sends it nothing more, and only when the connection closes does the task go back to the queue.'
+          : 'A failure is often temporary: a database restarting, a timeout. A task acked (or nacked with requeue false) after a failure is gone for good, and nobody will ever do it.',
+      fix: 'work(text).then(() => channel.ack(msg), () => channel.nack(msg)): nack requeues by default.',
+      link: t.ui('queues', queue),
+    });
+  }
+  t.observe(3, `each failed task came back and was done once: ${RETRIES.map(([task]) => `"${task}" handed ${calls(task)} times`).join(', ')}`);
+
+  // 5. stop() while a task is in progress: it must go back to the queue, not be acked.
+  await t.publish(queue, [HANG]);
+  if (!(await t.waitFor(() => calls(HANG) > 0, 1000))) {
+    t.fail({ summary: `The task "${HANG}" never reached work(): the workers stopped taking tasks.`, fix: 'Ack (or nack) every task exactly once, so that the broker keeps sending the next one.' });
+  }
+  t.provoke([3, 5], `called stop() on both workers while work("${HANG}") was still in progress`);
   await t.call('stop() on both workers', async () => {
     await slowWorker.stop();
     await fastWorker.stop();
   });
   await t.expectConnectionsClosed('stop()');
-  const left = await t.messageCount(queue);
-  if (left > 0) {
+  const consumersLeft = await t.consumerCount(queue);
+  await t.waitFor(async () => (await t.messageCount(queue)) >= 1, 500);
+  const left = (await t.takeMessages(queue)).map((m) => m.content.toString());
+  if (consumersLeft > 0 || left.join() !== HANG) {
+    const others = left.filter((x) => x !== HANG);
     t.fail({
-      summary: `After stop(), ${left} task(s) went back to the queue: they were done but never acknowledged.`,
-      expected: '0 tasks left',
-      saw: `${left} ready again`,
-      why: 'A task that is never acked stays "unacked"; when the channel closes the broker gives it to another worker, which does it again.',
-      fix: 'channel.ack(msg) once work() has resolved.',
+      summary: others.length
+        ? `After stop(), ${others.length} finished task(s) went back to the queue: they were done but never acknowledged.`
+        : consumersLeft > 0
+          ? `After stop(), "${queue}" still has ${consumersLeft} consumer(s).`
+          : `After stop(), the task "${HANG}", still in progress, was not back in the queue: it had been acked before its work finished.`,
+      expected: `only "${HANG}" back in the queue, and no consumer left`,
+      saw: `in the queue: ${left.map((x) => `"${x}"`).join(', ') || 'nothing'}; consumers: ${consumersLeft}`,
+      why: 'A task is acked when its work is done, and only then. A task in progress when the worker stops goes back to the queue for another worker; a finished task that was never acked comes back and is done twice.',
+      fix: 'Ack in the .then() of work(), exactly once; in stop(), cancel the consumer and close the connection without acking what is still in progress.',
       link: t.ui('queues', queue),
     });
+  }
+  t.observe([3, 5], `after stop(): no consumer, the connections closed, and only "${HANG}" (not acked) back in the queue`);
+
+  // 4. A worker whose consumer is cancelled, then whose connection is cut.
+  t.provoke(1, `started a worker again: "${queue}" exists already`);
+  await start('a third worker', simulatedWorker(FAST_MS).work);
+  if (!(await t.waitFor(async () => (await t.consumerCount(queue)) === 1, 1000))) {
+    t.fail({ summary: `A worker started again does not consume "${queue}".`, fix: 'startWorker() must work when called again: declare, prefetch, consume.' });
+  }
+  t.observe(1, `the worker started again consumes "${queue}"`);
+  await deleteQueueUnderConsumer(t, queue, 4);
+  await cutConnectionsAndSurvive(t, 4, 'a network failure under a running worker');
+
+  /** After a verdict: cuts the connections and counts the tasks that come back (0 when they were dropped). */
+  async function stuckTasksComeBack(expected: number): Promise<number> {
+    slow.freeze();
+    fast.freeze();
+    t.cutConnections('to see whether the failed tasks were still held by a worker');
+    return (await t.waitFor(async () => ((await t.messageCount(queue)) >= expected ? expected : undefined), 600)) ?? (await t.messageCount(queue));
   }
 });

@@ -5,43 +5,139 @@
 import { randomUUID } from 'node:crypto';
 import type { Channel, ConsumeMessage, MessageProperties } from 'amqplib';
 import type { CheckContext } from '../../runner/check/context.js';
+import type { ContractRef } from '../../runner/check/contract.js';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const never = new Promise<never>(() => undefined);
 
 // ---- simulated workers -------------------------------------------------------------
 
+/** What the simulated work does with particular tasks, shared by every worker of a check. */
+export interface TaskScript {
+  /** Tasks whose work() rejects at once the first N times it gets them, then succeeds at once. */
+  failFirst?: Map<string, number>;
+  /** Tasks whose work() never settles. */
+  hang?: Set<string>;
+}
+
 /**
  * A work() function for the learner's worker that behaves like a process with one CPU:
  * tasks run one after the other, `ms` each, however many the worker starts at once.
- * `handed` counts every call (tasks the worker took), `done` the finished ones.
+ * `handed` counts every call (tasks the worker took), `done` the finished ones,
+ * `maxAtOnce` the most tasks it held at the same time; `notText` is set when work() got
+ * something else than a string (a Buffer, say).
  */
-export function simulatedWorker(ms: number) {
-  const state = { handed: [] as string[], done: [] as string[], maxAtOnce: 0, frozen: false };
+export function simulatedWorker(ms: number, script: TaskScript = {}) {
+  const state = { handed: [] as string[], done: [] as string[], maxAtOnce: 0, frozen: false, notText: undefined as string | undefined };
   let chain: Promise<void> = Promise.resolve();
   let active = 0;
   const work = async (task: string): Promise<void> => {
-    state.handed.push(task);
+    if (typeof task !== 'string') state.notText ??= describeValue(task);
+    const text = String(task);
+    state.handed.push(text);
+    const failures = script.failFirst?.get(text);
+    if (failures !== undefined) {
+      script.failFirst!.set(text, failures - 1);
+      if (failures > 0) throw new Error(`work("${text}") failed on purpose`);
+      state.done.push(text);
+      return;
+    }
     active++;
     state.maxAtOnce = Math.max(state.maxAtOnce, active);
+    if (script.hang?.has(text)) await never;
     const mine = chain.then(() => sleep(ms));
     chain = mine;
     await mine;
     if (state.frozen) await never; // after a verdict: the learner's code must not ack on a cut connection
     active--;
-    state.done.push(task);
+    state.done.push(text);
   };
+  const count = (list: string[], task: string) => list.filter((x) => x === task).length;
   return {
     work,
     state,
     get busy() {
       return active > 0;
     },
+    /** How many times work() got this task, and how many times it finished it. */
+    handedCount: (task: string) => count(state.handed, task),
+    doneCount: (task: string) => count(state.done, task),
     /** Tasks in progress never finish from now on. */
     freeze() {
       state.frozen = true;
     },
   };
+}
+
+/** How a value looks to a beginner: a string in quotes, <Buffer …>, or its type. */
+export function describeValue(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (Buffer.isBuffer(value)) return `a Buffer (<Buffer ${value.subarray(0, 8).toString('hex').replace(/(..)/g, '$1 ').trim()}${value.length > 8 ? ' …' : ''}>)`;
+  if (value === null) return 'null';
+  return `${typeof value === 'object' ? `an object (${value.constructor?.name ?? 'Object'})` : `a ${typeof value}`}`;
+}
+
+// ---- what the code under check returns -----------------------------------------------
+
+/** Fails unless `value` is an object with these methods (a start function that returned nothing, say). */
+export function expectMethods(t: CheckContext<unknown>, label: string, value: unknown, methods: string[]): void {
+  const missing = methods.filter((m) => typeof (value as Record<string, unknown> | undefined)?.[m] !== 'function');
+  if (missing.length === 0) return;
+  t.fail({
+    summary: `${label} returned ${value === undefined ? 'nothing' : describeValue(value)}, not an object with ${methods.map((m) => `${m}()`).join(' and ')}.`,
+    expected: `{ ${methods.map((m) => `${m}() { … }`).join(', ')} }`,
+    saw: value === undefined ? 'undefined' : `${describeValue(value)}${missing.length < methods.length ? `, without ${missing.join(', ')}` : ''}`,
+    why: 'The caller needs these functions to use what you started, and to stop it again.',
+    fix: `End the function with return { ${methods.map((m) => `${m}`).join(', ')} }.`,
+  });
+}
+
+// ---- the broker taking things away ------------------------------------------------------
+
+/**
+ * Deletes `queue` under the learner's consumer (the broker then cancels the consumer, and
+ * amqplib calls its callback with null), and fails when that closed the learner's connection.
+ */
+export async function deleteQueueUnderConsumer(t: CheckContext<unknown>, queue: string, lines: ContractRef | ContractRef[]): Promise<void> {
+  const before = t.connectionsOpen();
+  const ch = await t.channel();
+  try {
+    await ch.deleteQueue(queue);
+  } finally {
+    await ch.close().catch(() => undefined);
+  }
+  t.provoke(lines, `deleted the queue "${queue}" under your consumer: the broker cancels it, and amqplib calls the callback with null`);
+  await sleep(150);
+  const after = t.connectionsOpen();
+  if (after < before) {
+    t.fail({
+      summary: `When the broker cancelled your consumer (the checker deleted the queue "${queue}"), your connection closed: the consumer callback threw on the null message.`,
+      expected: 'the callback returns on null, and the connection stays open',
+      saw: `${before} connection(s) open before the deletion, ${after} after`,
+      why: 'When its queue is deleted (by an operator, a policy, a failover), the broker cancels the consumer, and amqplib calls your callback one last time with null. Reading msg.content or msg.properties on null throws inside amqplib, which then closes the whole connection.',
+      fix: 'Start the consumer callback with: if (msg === null) return;',
+    });
+  }
+  t.observe(lines, `your connection was still open after the consumer was cancelled (${after} open)`);
+}
+
+/**
+ * Cuts the learner's connections (ECONNRESET) and gives an 'error' event nobody listens to the
+ * moment it needs to crash the process: the runner then fails the check with that crash.
+ */
+export async function cutConnectionsAndSurvive(t: CheckContext<unknown>, lines: ContractRef | ContractRef[], reason: string): Promise<void> {
+  const cut = t.cutConnections(reason);
+  if (cut === 0) {
+    t.fail({
+      summary: 'Your code had no connection open to cut: it closed its connection while it was still supposed to be running.',
+      expected: 'the connection open until stop() or close()',
+      saw: 'no open connection',
+      fix: 'Keep the connection open while the consumer runs; close it in stop() (or close()) only.',
+    });
+  }
+  t.provoke(lines, `cut ${cut} connection(s): amqplib emits 'error' on each`);
+  await sleep(50); // the 'error' event comes on the next tick; unheard, it crashes the process now
+  t.observe(lines, "your process survived the connection errors (an 'error' listener heard them)");
 }
 
 // ---- promises under a time limit -----------------------------------------------------

@@ -160,7 +160,7 @@ export default defineCheck<typeof Exercise>(async (t) =>
     t.observe([1, 4], `took from "${QUEUE}": ${routed ? JSON.stringify(routed.content.toString()) : 'nothing'}`);
     if (routed === false || routed.content.toString() !== first) {
       return t.fail({
-        summary: routed ? `"${QUEUE}" holds another message than the one published to "${EXCHANGE}".` : `The message published to "${EXCHANGE}" before the second assertTopology() is not in "${QUEUE}" any more.`,
+        summary: routed ? `"${QUEUE}" holds another message than the one published to "${EXCHANGE}".` : `The message published to "${EXCHANGE}" before the second assertTopology() is gone: declaring again deleted or purged "${QUEUE}".`,
         expected: `the message ${first} in "${QUEUE}"`,
         saw: routed ? JSON.stringify(routed.content.toString()) : `"${QUEUE}" is empty`,
         why: 'The relay and the receiver both declare the topology, every time they (re)connect, while events wait in the queue. A declaration that deletes or purges a queue to avoid PRECONDITION_FAILED loses every event in it.',

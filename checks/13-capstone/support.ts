@@ -2,6 +2,8 @@
 // (on the capstone's shared embedded cluster, or DATABASE_URL's server), the Odoo
 // stand-in in-process on a free port, and sample events. Candidates for the runner:
 // withResources() (cleanups that run whatever happens) is generic.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import pg from 'pg';
 import { readFile } from 'node:fs/promises';
 import type { CheckContext } from '../../runner/check/context.js';
@@ -121,3 +123,94 @@ export async function rejection(p: () => Promise<unknown>, ms = 5000): Promise<E
   }
 }
 const TIMEOUT = new Error('timeout');
+
+/** A request as the proxy saw it. */
+export interface WireRequest {
+  method: string;
+  path: string;
+  contentType: string;
+  body: string;
+  /** The JSON-RPC request, when the body parsed. */
+  rpc?: { jsonrpc?: unknown; method?: unknown; id?: unknown; params?: { service?: unknown; method?: unknown; args?: unknown[] } };
+  /** The answer's status and body, once sent. */
+  status?: number;
+  answer?: string;
+}
+
+/** What the proxy answers instead of forwarding: a status and a body, or no answer at all. */
+export type Scripted = { status: number; body: string; contentType?: string } | 'hang';
+
+export interface WireProxy {
+  /** Base URL of the proxy (hand it to the client instead of Odoo's). */
+  url: string;
+  requests: WireRequest[];
+  /** Answers the next request with `answer` instead of forwarding it. */
+  next(answer: Scripted): void;
+  /** Stops (down: connections refused) or starts listening again on the same port. */
+  setDown(down: boolean): Promise<void>;
+}
+
+/**
+ * An HTTP proxy in front of the Odoo stand-in: records what the client sends (the wire is
+ * what the check observes), forwards it, and can answer in Odoo's place, the way a proxy or
+ * a load balancer does (429, 500, an HTML page with status 200) or not at all (a hang).
+ */
+export async function wireProxy(defer: (c: Cleanup) => void, target: string): Promise<WireProxy> {
+  const requests: WireRequest[] = [];
+  const script: Scripted[] = [];
+  const sockets = new Set<import('node:net').Socket>();
+  const upstream = new URL(target);
+  const server = http.createServer(async (req, res) => {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const body = Buffer.concat(chunks).toString('utf8');
+    let rpc: WireRequest['rpc'];
+    try {
+      rpc = JSON.parse(body);
+    } catch {
+      rpc = undefined;
+    }
+    const seen: WireRequest = { method: req.method ?? '', path: req.url ?? '', contentType: String(req.headers['content-type'] ?? ''), body, rpc };
+    requests.push(seen);
+    const answer = script.shift();
+    if (answer === 'hang') return; // the socket is destroyed when the check ends
+    if (answer) {
+      Object.assign(seen, { status: answer.status, answer: answer.body });
+      res.writeHead(answer.status, { 'content-type': answer.contentType ?? 'application/json' });
+      return void res.end(answer.body);
+    }
+    const forward = http.request({ host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers: req.headers }, (up) => {
+      const chunks: Buffer[] = [];
+      up.on('data', (c: Buffer) => chunks.push(c));
+      up.on('end', () => Object.assign(seen, { status: up.statusCode, answer: Buffer.concat(chunks).toString('utf8') }));
+      res.writeHead(up.statusCode ?? 502, up.headers);
+      up.pipe(res);
+    });
+    forward.on('error', () => res.socket?.destroy()); // the stand-in dropped it: so do we
+    forward.end(body);
+  });
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  const listen = (port: number) => new Promise<number>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve((server.address() as AddressInfo).port));
+  });
+  const port = await listen(0);
+  const close = async () => {
+    const closed = new Promise<void>((r) => server.close(() => r()));
+    for (const s of sockets) s.destroy();
+    await closed;
+  };
+  defer(close);
+  return {
+    url: `http://127.0.0.1:${port}`,
+    requests,
+    next: (answer) => void script.push(answer),
+    setDown: async (down) => {
+      if (down) await close();
+      else await listen(port);
+    },
+  };
+}

@@ -3,9 +3,9 @@
 //
 // queueReport(managementUrl, user, password, vhost) must:
 //   1. GET <managementUrl>/api/queues/<vhost> with fetch, the vhost URL-encoded
-//      ("/" is %2F, and a vhost may contain "/" or spaces),
+//      ("/" is %2F, and a vhost may contain "/" or spaces); managementUrl may end with "/",
 //   2. authenticate with HTTP basic auth (user and password),
-//   3. throw an Error when the API answers with an error status (401, 404...),
+//   3. throw an Error that names the status when the API answers with an error status (401, 404...),
 //   4. return one { name, messages, consumers } per queue of that vhost, sorted by name,
 //      where messages counts every message in the queue: ready + unacknowledged.
 import { pathToFileURL } from 'node:url';
@@ -17,7 +17,7 @@ export interface QueueLine {
 }
 
 export async function queueReport(managementUrl: string, user: string, password: string, vhost: string): Promise<QueueLine[]> {
-  // TODO 1: build the URL: managementUrl + '/api/queues/' + the vhost, encoded with encodeURIComponent
+  // TODO 1: build the URL: managementUrl (without a trailing '/') + '/api/queues/' + the vhost, encoded with encodeURIComponent
   // TODO 2: fetch it with the header authorization: 'Basic ' + base64 of `${user}:${password}`
   //         (Buffer.from(text).toString('base64'))
   // TODO 3: if !response.ok, throw an Error that names the status

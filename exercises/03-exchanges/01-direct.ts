@@ -6,10 +6,13 @@
 //   2. declare two durable quorum queues, "alerts" and "archive",
 //   3. bind "alerts" so that it receives the "error" log lines only,
 //   4. bind "archive" so that it receives "info", "warning" and "error" (but not "debug"),
-//   5. close the connection it opened.
+//   5. close the connection it opened, also when the broker refuses a declaration, and
+//      then reject with the broker's error, without crashing on the channel's 'error' event.
 // publishLog(url, severity, text) must:
-//   6. publish `text` to "app-logs" with the severity as routing key, persistent, on a
-//      confirm channel, wait for the confirm, and close its connection.
+//   6. publish `text` (UTF-8) to "app-logs" with the severity as routing key, persistent,
+//   7. on a confirm channel: resolve once the broker confirms the message, and reject when
+//      the broker refuses it (a nack),
+//   8. close its connection, whether the message was confirmed or refused.
 import amqp from 'amqplib';
 import { pathToFileURL } from 'node:url';
 
@@ -19,6 +22,10 @@ export async function setupLogRouting(url: string): Promise<void> {
   const connection = await amqp.connect(url);
   try {
     const channel = await connection.createChannel();
+    // A refused declaration closes the channel: the call that caused it rejects with the
+    // broker's reason, which reaches the caller. The channel also emits 'error', and an
+    // 'error' event nobody listens to crashes the process.
+    channel.on('error', () => {});
     // TODO 1: declare the exchange: channel.assertExchange(EXCHANGE, <type>, { durable: true })
     for (const queue of ['alerts', 'archive']) {
       await channel.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });

@@ -7,7 +7,8 @@
 //   2. declare two durable quorum queues, "eu-pdf" and "rush" (done for you),
 //   3. bind "eu-pdf" so that it receives the jobs with format "pdf" AND region "eu" (both),
 //   4. bind "rush" so that it receives the jobs with priority "high" OR customer "vip" (either),
-//   5. close its connection.
+//   5. close the connection it opened, also when the broker refuses a declaration, and
+//      then reject with the broker's error, without crashing on the channel's 'error' event.
 import amqp from 'amqplib';
 import { pathToFileURL } from 'node:url';
 
@@ -17,6 +18,10 @@ export async function bindPrintJobs(url: string): Promise<void> {
   const connection = await amqp.connect(url);
   try {
     const channel = await connection.createChannel();
+    // A refused declaration closes the channel: the call that caused it rejects with the
+    // broker's reason, which reaches the caller. The channel also emits 'error', and an
+    // 'error' event nobody listens to crashes the process.
+    channel.on('error', () => {});
     // TODO 1: declare EXCHANGE as a durable headers exchange
     for (const queue of ['eu-pdf', 'rush']) {
       await channel.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });

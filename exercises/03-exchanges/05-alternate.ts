@@ -9,7 +9,8 @@
 //      to "payments-unrouted" instead of being dropped,
 //   3. bind the quorum queues "card-payments" (key "card") and "bank-transfers" (key
 //      "transfer") to "payments"; the queues are declared for you,
-//   4. close its connection.
+//   4. close the connection it opened, also when the broker refuses a declaration, and
+//      then reject with the broker's error, without crashing on the channel's 'error' event.
 import amqp from 'amqplib';
 import { pathToFileURL } from 'node:url';
 
@@ -21,6 +22,10 @@ export async function setupPayments(url: string): Promise<void> {
   const connection = await amqp.connect(url);
   try {
     const channel = await connection.createChannel();
+    // A refused declaration closes the channel: the call that caused it rejects with the
+    // broker's reason, which reaches the caller. The channel also emits 'error', and an
+    // 'error' event nobody listens to crashes the process.
+    channel.on('error', () => {});
     // TODO 1: the safety net: declare ALTERNATE (durable; which type takes every key?),
     //         declare the queue "unrouted" (QUORUM) and bind it to ALTERNATE
     // TODO 2: declare EXCHANGE as a durable direct exchange whose alternate exchange is ALTERNATE

@@ -4,10 +4,13 @@
 // startWorker(url, queue, work) must:
 //   1. declare `queue` as a durable quorum queue (every worker declares it, with the same options),
 //   2. take at most ONE unacknowledged task at a time: await channel.prefetch(1), before consume(),
-//   3. consume with manual acks, call `work(task)` for each task, and ack it only when the promise
-//      work() returns resolves (nack it when it rejects, so that it goes back to the queue),
-//   4. listen for 'error' on the connection,
-//   5. return { stop }, where stop() cancels the consumer and closes the connection.
+//   3. consume with manual acks, call `work(task)` with the text of each task, and ack it only when
+//      the promise work() returns resolves (nack it when it rejects, so that it goes back to the
+//      queue and is tried again),
+//   4. listen for 'error' on the connection, and skip the null message the consumer gets when the
+//      broker cancels it (its queue was deleted),
+//   5. return { stop }, where stop() cancels the consumer and closes the connection: a task still
+//      in progress is not acked, and goes back to the queue.
 import amqp from 'amqplib';
 import { pathToFileURL } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';

@@ -6,18 +6,25 @@
 // and it answers HTTP 200 even when it refuses: the body then has an `error` member
 // ({code, message, data: {name, message, arguments, debug}}) instead of `result`.
 // The seed acked on HTTP 200, and so lost every record Odoo rejected.
-// createOdooClient(config) must return a client whose
-//   1. authenticate() calls service "common", method "authenticate" [db, user, apiKey, {}]
-//      and returns the uid; `false` means Odoo refused the key: throw a 'fatal' OdooError,
-//   2. execute(model, method, args, kwargs) calls service "object", method "execute_kw"
-//      [db, uid, apiKey, model, method, args, kwargs] (authenticating first if needed)
-//      and returns `result`,
-//   3. throws OdooError with a `kind` that tells the receiver what to do:
-//        'retry'  network error, timeout, HTTP 5xx/429, a body that is not JSON, session
-//                 expired (code 100), database errors (psycopg2.*), anything unknown,
-//        'reject' the record itself is wrong: ValidationError, UserError, MissingError,
-//                 AccessError (and Python's ValueError/TypeError/KeyError),
-//        'fatal'  AccessDenied: the credentials are wrong; no retry will help.
+// createOdooClient(config) must return a client that
+//   1. sends every call as such a POST to <config.url>/jsonrpc (config.url with or without a
+//      trailing '/'), with content-type application/json,
+//   2. authenticate() calls service "common", method "authenticate" with [db, user, apiKey, {}]
+//      and returns the uid; Odoo answers `false` (not an error) when it refuses the key: throw
+//      a 'fatal' OdooError then,
+//   3. execute(model, method, args, kwargs = {}) calls service "object", method "execute_kw" with
+//      [db, uid, apiKey, model, method, args, kwargs] and returns `result`; it authenticates
+//      before its first call only, and again after a session expired,
+//   4. throws, for every failure, an OdooError(message, kind, odooName): odooName is Odoo's
+//      exception (error.data.name) or what failed before Odoo answered ('network', 'http.502'),
+//      the message says what happened (Odoo's message, the HTTP status, the network error's
+//      code), and kind tells the receiver what to do (classify(name) decides for Odoo's errors):
+//      a. 'retry': a network error, a timeout (config.timeoutMs), HTTP 5xx or 429, a body that
+//         is not JSON, session expired (code 100), database errors (psycopg2.*), anything unknown,
+//      b. 'reject': the record itself is wrong: ValidationError, UserError, MissingError,
+//         AccessError, and Python's ValueError, TypeError, KeyError,
+//      c. 'fatal': AccessDenied, or an HTTP status other than 200 that is neither 5xx nor 429
+//         (a 404: config.url is wrong). No retry will help.
 import { pathToFileURL } from 'node:url';
 
 export type FailureKind = 'retry' | 'reject' | 'fatal';
@@ -61,18 +68,16 @@ const REJECTED = new Set([
 ]);
 
 /** What an Odoo error means for the message that caused it. */
-export function classify(name: string, code?: number): FailureKind {
-  // TODO 1: session expired (code 100, or name 'odoo.http.SessionExpiredException') -> 'retry';
-  //         'odoo.exceptions.AccessDenied' -> 'fatal'; a name in REJECTED -> 'reject';
-  //         anything else (psycopg2.* database errors, the unknown) -> 'retry'.
-  throw new Error(`TODO: classify ${name} (code ${code}) in exercises/13-capstone/04-odoo-client.ts`);
+export function classify(name: string): FailureKind {
+  // TODO 1: 'odoo.exceptions.AccessDenied' -> 'fatal'; a name in REJECTED -> 'reject';
+  //         anything else (an expired session, psycopg2.* database errors, the unknown) -> 'retry'.
+  throw new Error(`TODO: classify ${name} in exercises/13-capstone/04-odoo-client.ts`);
 }
 
 export function createOdooClient(config: OdooConfig): OdooClient {
   const endpoint = `${config.url.replace(/\/+$/, '')}/jsonrpc`;
   const timeoutMs = config.timeoutMs ?? 30_000;
   let uid: number | undefined;
-  let seq = 0;
 
   async function rpc(service: string, method: string, args: unknown[]): Promise<unknown> {
     let res: Response;
@@ -80,7 +85,8 @@ export function createOdooClient(config: OdooConfig): OdooClient {
       res = await fetch(endpoint, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ jsonrpc: '2.0', method: 'call', params: { service, method, args }, id: ++seq }),
+        // One call per HTTP request: the id only has to be there.
+        body: JSON.stringify({ jsonrpc: '2.0', method: 'call', params: { service, method, args }, id: 1 }),
         signal: AbortSignal.timeout(timeoutMs),
       });
     } catch (err) {
@@ -90,8 +96,9 @@ export function createOdooClient(config: OdooConfig): OdooClient {
     // TODO 2: HTTP 5xx or 429 -> throw new OdooError(…, 'retry', `http.${res.status}`);
     //         any other status than 200 -> 'fatal' (a wrong URL: no retry will help).
     // TODO 3: parse the JSON body (not JSON -> 'retry'). If it has an `error` member, throw
-    //         new OdooError(`${name}: ${message}`, classify(name, error.code), name) with
-    //         name = error.data.name and message = error.data.message. HTTP 200 is NOT success.
+    //         new OdooError(`${name}: ${message}`, classify(name), name) with
+    //         name = error.data.name and message = error.data.message (an error without `data`:
+    //         name 'unknown', message = error.message). HTTP 200 is NOT success.
     const body = (await res.json()) as { result?: unknown };
     return body.result;
   }

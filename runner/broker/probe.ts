@@ -46,80 +46,97 @@ export type ProbeTarget = Omit<BrokerInfo, 'version'> & { version?: string };
 
 const TIMEOUT_MS = 5000;
 
-/** Runs every probe at once (about 5 ms on localhost) and says what is wrong, if anything. */
+/** Runs every probe at once (a few ms on localhost) and says what is wrong, if anything. */
 export async function probeBroker(target: ProbeTarget): Promise<ProbeReport> {
   const [amqp, overview, whoami] = await Promise.all([
     amqpHandshake(target.amqpUrl),
     httpGet(target.managementUrl, '/api/overview', target.username, target.password),
     httpGet(target.managementUrl, '/api/whoami', target.username, target.password),
   ]);
+  const server = amqp.kind === 'ok' || amqp.kind === 'refused' || amqp.kind === 'vhost-refused' ? amqp.server : undefined;
+  const management = managementLines(target, overview, whoami);
+  const lines = [
+    ...amqpLines(target, amqp),
+    ...management.lines,
+    ...(server && management.cluster ? [sameBrokerLine(target, server, management.cluster)] : []),
+    ...checkVhostsLines(target),
+  ];
+  return { lines, problems: lines.filter((l) => !l.ok), version: management.cluster?.version ?? server?.version };
+}
+
+/** The AMQP port answers and speaks AMQP; the login works (a user without access to "/" still logs in). */
+function amqpLines(target: ProbeTarget, amqp: HandshakeResult): ProbeLine[] {
   const env = target.source === 'env';
-  const amqpAt = redact(target.amqpUrl);
-  const mgmtAt = target.managementUrl;
-  const amqpUser = decodeURIComponent(new URL(target.amqpUrl).username || 'guest');
-  const lines: ProbeLine[] = [];
-
-  // ---- AMQP: the port, then the login
+  const at = redact(target.amqpUrl);
+  const user = amqpUserOf(target);
   if (amqp.kind === 'unreachable') {
-    lines.push(fail('AMQP port', 'amqp-unreachable', `Nothing answers at ${amqpAt} (${amqp.code}): no broker listens on ${hostPort(target.amqpUrl)}.`, env
+    return [fail('AMQP port', 'amqp-unreachable', `Nothing answers at ${at} (${amqp.code}): no broker listens on ${hostPort(target.amqpUrl)}.`, env
       ? 'Start the broker, or correct the host and port in RABBITMQ_URL (5672 by default). `npm run broker -- status` shows the broker the workbook runs itself.'
-      : 'Start the broker again (npm run broker -- start), or set RABBITMQ_URL to one that runs.'));
-  } else if (amqp.kind === 'not-amqp') {
-    lines.push(fail('AMQP port', 'amqp-not-amqp', `Something answers at ${amqpAt}, but it does not speak AMQP 0-9-1 (${amqp.detail}).`,
-      'Point RABBITMQ_URL at the broker\'s AMQP port (5672 by default, 5671 with TLS); 15672 is the management API, not AMQP.'));
-  } else {
-    lines.push(pass('AMQP port', `${amqpAt} answers: ${describeAmqp(amqp.server)}`));
-    lines.push(amqp.kind === 'refused'
-      ? fail('AMQP login', 'amqp-credentials', `The broker at ${amqpAt} refused the login of user "${amqpUser}" (${amqp.reply.split(' - ')[0]}): the password is wrong or the user does not exist${amqpUser === 'guest' ? ', or guest connects from another machine (guest may only log in from localhost)' : ''}.`, env
-        ? 'Correct the user and password in RABBITMQ_URL (amqp://user:password@host:5672). On the broker: rabbitmqctl list_users; rabbitmqctl change_password USER PASSWORD; or rabbitmqctl add_user USER PASSWORD for a user that may log in from anywhere.'
-        : 'This broker does not accept guest/guest: set RABBITMQ_URL=amqp://user:password@localhost:5672 (and RABBITMQ_MANAGEMENT_URL) with a user it knows.')
-      : pass('AMQP login', `user "${amqpUser}" logs in`));
+      : 'Start the broker again (npm run broker -- start), or set RABBITMQ_URL to one that runs.')];
   }
+  if (amqp.kind === 'not-amqp') {
+    return [fail('AMQP port', 'amqp-not-amqp', `Something answers at ${at}, but it does not speak AMQP 0-9-1 (${amqp.detail}).`,
+      "Point RABBITMQ_URL at the broker's AMQP port (5672 by default, 5671 with TLS); 15672 is the management API, not AMQP.")];
+  }
+  const port = pass('AMQP port', `${at} answers: ${describeAmqp(amqp.server)}`);
+  if (amqp.kind !== 'refused') return [port, pass('AMQP login', `user "${user}" logs in`)];
+  const guest = user === 'guest' ? ', or guest connects from another machine (guest may only log in from localhost)' : '';
+  return [port, fail('AMQP login', 'amqp-credentials', `The broker at ${at} refused the login of user "${user}" (${amqp.reply.split(' - ')[0]}): the password is wrong or the user does not exist${guest}.`, env
+    ? 'Correct the user and password in RABBITMQ_URL (amqp://user:password@host:5672). On the broker: rabbitmqctl list_users; rabbitmqctl change_password USER PASSWORD; or rabbitmqctl add_user USER PASSWORD for a user that may log in from anywhere.'
+    : 'This broker does not accept guest/guest: set RABBITMQ_URL=amqp://user:password@localhost:5672 (and RABBITMQ_MANAGEMENT_URL) with a user it knows.')];
+}
 
-  // ---- the management API: it answers, it is RabbitMQ's, the login works, the user may create vhosts
-  const mgmtEnvHint = process.env.RABBITMQ_MANAGEMENT_URL ? 'RABBITMQ_MANAGEMENT_URL' : 'RABBITMQ_URL (RABBITMQ_MANAGEMENT_URL is not set, so the management API gets the same user and password)';
-  let cluster: { name?: string; node?: string; version: string } | undefined;
+interface Cluster {
+  name?: string;
+  node?: string;
+  version: string;
+}
+
+/** The management API answers, is RabbitMQ's, accepts the login, and lets the user create vhosts. */
+function managementLines(target: ProbeTarget, overview: HttpResult, whoami: HttpResult): { lines: ProbeLine[]; cluster?: Cluster } {
+  const at = target.managementUrl;
+  const credentialsIn = process.env.RABBITMQ_MANAGEMENT_URL ? 'RABBITMQ_MANAGEMENT_URL' : 'RABBITMQ_URL (RABBITMQ_MANAGEMENT_URL is not set, so the management API gets the same user and password)';
   if (overview.kind === 'unreachable') {
-    lines.push(fail('Management API', 'management-unreachable', `The management API at ${mgmtAt} does not answer (${overview.code}): the management plugin is off, or it listens on another port.`,
-      'Enable it on the broker (rabbitmq-plugins enable rabbitmq_management), or set RABBITMQ_MANAGEMENT_URL to where it listens (http://host:15672 by default). The workbook needs it to make a vhost for each check.'));
-  } else if (overview.status === 401) {
+    return { lines: [fail('Management API', 'management-unreachable', `The management API at ${at} does not answer (${overview.code}): the management plugin is off, or it listens on another port.`,
+      'Enable it on the broker (rabbitmq-plugins enable rabbitmq_management), or set RABBITMQ_MANAGEMENT_URL to where it listens (http://host:15672 by default). The workbook needs it to make a vhost for each check.')] };
+  }
+  if (overview.status === 401) {
     const reason = reasonOf(overview.body);
-    lines.push(pass('Management API', `${mgmtAt} answers (RabbitMQ management API)`));
-    lines.push(reason === 'Not management user'
-      ? notAdministrator(target.username, mgmtAt, 'no management tag', mgmtEnvHint)
-      : fail('Management login', 'management-credentials', `The management API at ${mgmtAt} refused user "${target.username}" (401 ${reason || 'Unauthorized'}): the password is wrong or the user does not exist.`,
-        `Correct the user and password in ${mgmtEnvHint}.`));
-  } else {
-    const data = parseJson(overview.body) as { rabbitmq_version?: string; cluster_name?: string; node?: string } | undefined;
-    if (overview.status !== 200 || !data?.rabbitmq_version) {
-      const seen = overview.status === 404 ? 'has no /api/overview (404)' : overview.status !== 200 ? `answers ${overview.status} to /api/overview` : 'answers /api/overview with something that is not RabbitMQ\'s';
-      lines.push(fail('Management API', 'management-not-rabbitmq', `${mgmtAt} is an HTTP server, but not RabbitMQ's management API: it ${seen}.`,
-        'Set RABBITMQ_MANAGEMENT_URL to the management API of your broker (http://host:15672 by default, with its path prefix if it has one), and check that the management plugin is enabled (rabbitmq-plugins enable rabbitmq_management).'));
-    } else {
-      cluster = { name: data.cluster_name, node: data.node, version: data.rabbitmq_version };
-      lines.push(pass('Management API', `${mgmtAt} answers: ${describeCluster(cluster)}`));
-      lines.push(whoamiLine(whoami, target.username, mgmtAt, mgmtEnvHint));
-    }
+    return { lines: [pass('Management API', `${at} answers`), reason === 'Not management user'
+      ? notAdministrator(target.username, at, 'it may not even use the management API', credentialsIn)
+      : fail('Management login', 'management-credentials', `The management API at ${at} refused user "${target.username}" (401 ${reason || 'Unauthorized'}): the password is wrong or the user does not exist.`,
+        `Correct the user and password in ${credentialsIn}.`)] };
   }
-
-  // ---- both answer for the same broker (the vhost made through one must exist on the other)
-  if (cluster && amqp.kind !== 'unreachable' && amqp.kind !== 'not-amqp') {
-    const amqpName = amqp.server.cluster_name;
-    const same = amqpName === cluster.name && (!amqp.server.version || amqp.server.version === cluster.version);
-    lines.push(same
-      ? pass('Same broker', `AMQP and the management API both answer for cluster "${cluster.name}"`)
-      : fail('Same broker', 'different-brokers', `AMQP at ${amqpAt} is ${describeAmqp(amqp.server)}, but the management API at ${mgmtAt} belongs to another broker: ${describeCluster(cluster)}. The vhost made for each check would not exist where your code connects.`,
-        `Set RABBITMQ_MANAGEMENT_URL to the management API of the broker in RABBITMQ_URL (same host, port 15672 by default), or unset both to let the workbook find a broker.`));
+  const data = parseJson(overview.body) as { rabbitmq_version?: string; cluster_name?: string; node?: string } | undefined;
+  if (overview.status !== 200 || !data?.rabbitmq_version) {
+    const seen = overview.status === 404 ? 'has no /api/overview (404)' : overview.status !== 200 ? `answers ${overview.status} to /api/overview` : "answers /api/overview with something that is not RabbitMQ's";
+    return { lines: [fail('Management API', 'management-not-rabbitmq', `${at} is an HTTP server, but not RabbitMQ's management API: it ${seen}.`,
+      'Set RABBITMQ_MANAGEMENT_URL to the management API of your broker (http://host:15672 by default, with its path prefix if it has one), and check that the management plugin is enabled (rabbitmq-plugins enable rabbitmq_management).')] };
   }
+  const cluster = { name: data.cluster_name, node: data.node, version: data.rabbitmq_version };
+  return { lines: [pass('Management API', `${at} answers: ${describeCluster(cluster)}`), whoamiLine(whoami, target.username, at, credentialsIn)], cluster };
+}
 
-  // ---- the check vhosts are opened to the management user (runner/sandbox/sandbox.ts): the AMQP user must be the same one
-  if (amqpUser !== target.username) {
-    lines.push(fail('Check vhosts', 'vhost-access', `RABBITMQ_URL logs in as "${amqpUser}", but the management API as "${target.username}". The workbook makes each check's vhost through the management API and opens it to "${target.username}" only, so "${amqpUser}" would be refused there (NOT_ALLOWED).`,
-      'Use the same user in RABBITMQ_URL and RABBITMQ_MANAGEMENT_URL (an administrator), or leave the credentials out of RABBITMQ_MANAGEMENT_URL so that it takes those of RABBITMQ_URL.'));
-  }
+/** AMQP and the management API answer for the same broker: the vhost made through one must exist on the other. */
+function sameBrokerLine(target: ProbeTarget, server: ServerProperties, cluster: Cluster): ProbeLine {
+  // The cluster name, not the node: in a cluster, AMQP and the management API may be served by different nodes.
+  const same = server.cluster_name === cluster.name && (!server.version || server.version === cluster.version);
+  return same
+    ? pass('Same broker', `AMQP and the management API both answer for cluster "${cluster.name}"`)
+    : fail('Same broker', 'different-brokers', `AMQP at ${redact(target.amqpUrl)} is ${describeAmqp(server)}, but the management API at ${target.managementUrl} belongs to another broker: ${describeCluster(cluster)}. The vhost made for each check would not exist where your code connects.`,
+      'Set RABBITMQ_MANAGEMENT_URL to the management API of the broker in RABBITMQ_URL (same host, port 15672 by default), or unset both to let the workbook find a broker.');
+}
 
-  const version = cluster?.version ?? (amqp.kind === 'ok' || amqp.kind === 'refused' ? amqp.server.version : undefined);
-  return { lines, problems: lines.filter((l) => !l.ok), version };
+/** The check vhosts are opened to the management user only (runner/sandbox/sandbox.ts): the AMQP user must be that user. */
+function checkVhostsLines(target: ProbeTarget): ProbeLine[] {
+  const user = amqpUserOf(target);
+  if (user === target.username) return [];
+  return [fail('Check vhosts', 'vhost-access', `RABBITMQ_URL logs in as "${user}", but the management API as "${target.username}". The workbook makes each check's vhost through the management API and opens it to "${target.username}" only, so "${user}" would be refused there (NOT_ALLOWED).`,
+    'Use the same user in RABBITMQ_URL and RABBITMQ_MANAGEMENT_URL (an administrator), or leave the credentials out of RABBITMQ_MANAGEMENT_URL so that it takes those of RABBITMQ_URL.')];
+}
+
+function amqpUserOf(target: { amqpUrl: string }): string {
+  return decodeURIComponent(new URL(target.amqpUrl).username || 'guest');
 }
 
 /** The user's tags decide whether it may create a vhost per check. */
@@ -147,7 +164,7 @@ function notAdministrator(user: string, mgmtAt: string, seen: string, envHint: s
  */
 export async function explainVhostFailure(broker: BrokerInfo, vhost: string, err: unknown): Promise<ProbeLine> {
   const url = `${redact(broker.amqpUrl)}/${encodeURIComponent(vhost)}`;
-  const amqpUser = decodeURIComponent(new URL(broker.amqpUrl).username || 'guest');
+  const amqpUser = amqpUserOf(broker);
   const result = await amqpHandshake(broker.amqpUrl, vhost);
   const again = 'Run the check again; if it happens again, `npm run doctor` says what is wrong.';
   switch (result.kind) {

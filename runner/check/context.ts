@@ -316,6 +316,11 @@ export class CheckContext<T = unknown> {
     return connectionsOpenedTo(this.amqpPort);
   }
 
+  /** How many connections of the code under check are open right now (exact, unlike the management API). */
+  connectionsOpen(): number {
+    return openConnectionsTo(this.amqpPort).length;
+  }
+
   /** Fails when the code under check left a connection to the broker open (after a short grace for the close handshake). */
   async expectConnectionsClosed(label: string): Promise<void> {
     const open = await this.waitFor(() => openConnectionsTo(this.amqpPort).length === 0, 500).then((ok) =>

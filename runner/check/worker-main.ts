@@ -23,6 +23,9 @@ const job: WorkerJob =
 Object.assign(process.env, job.env); // this thread's own copy of the environment
 // Must run before the learner's module is imported, so its sockets are seen.
 startTracking();
+// stdout and stderr reach the runner separately, each at its own pace; through one stream,
+// what the code under check prints keeps its order in the verdict (console.error included).
+process.stderr.write = process.stdout.write.bind(process.stdout) as typeof process.stderr.write;
 
 let ctx: CheckContext | undefined;
 let finished = false;

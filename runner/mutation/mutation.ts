@@ -22,6 +22,8 @@ const EquivalentSchema = z.array(
     becomes: z.string(),
     /** One line: why no check can tell the difference. */
     why: z.string().min(10),
+    /** When `code` occurs on several lines: the (trimmed) source line of this one. */
+    line: z.string().optional(),
   }),
 );
 export type Equivalent = z.infer<typeof EquivalentSchema>[number];
@@ -119,7 +121,8 @@ export function score(exercises: Exercise[], results: MutantResult[], equivalent
       .map((r): Mutant => {
         const code = slice(source, r.location);
         const becomes = r.replacement ?? '';
-        const equivalent = equivalents.some((q) => q.id === e.id && q.code === code && q.becomes === becomes);
+        const line = source[r.location.start.line - 1]!.trim();
+        const equivalent = equivalents.some((q) => q.id === e.id && q.code === code && q.becomes === becomes && (q.line === undefined || q.line === line));
         const status: Mutant['status'] =
           r.status === 'Killed' || r.status === 'Timeout' ? 'killed'
           : r.status === 'Survived' || r.status === 'NoCoverage' ? (equivalent ? 'equivalent' : 'survived')

@@ -3,9 +3,9 @@
 //
 // queueReport(managementUrl, user, password, vhost) must:
 //   1. GET <managementUrl>/api/queues/<vhost> with fetch, the vhost URL-encoded
-//      ("/" is %2F, and a vhost may contain "/" or spaces),
+//      ("/" is %2F, and a vhost may contain "/" or spaces); managementUrl may end with "/",
 //   2. authenticate with HTTP basic auth (user and password),
-//   3. throw an Error when the API answers with an error status (401, 404...),
+//   3. throw an Error that names the status when the API answers with an error status (401, 404...),
 //   4. return one { name, messages, consumers } per queue of that vhost, sorted by name,
 //      where messages counts every message in the queue: ready + unacknowledged.
 import { pathToFileURL } from 'node:url';
@@ -28,7 +28,7 @@ export async function queueReport(managementUrl: string, user: string, password:
   return queues
     // The counts are missing until the statistics of a new queue are first collected.
     .map((q) => ({ name: q.name, messages: q.messages ?? 0, consumers: q.consumers ?? 0 }))
-    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    .sort((a, b) => a.name.localeCompare(b.name));
 }
 
 // On its own: npx tsx solutions/01-messaging-concepts/03-queue-report.ts [vhost]

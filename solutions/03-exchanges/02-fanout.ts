@@ -6,7 +6,8 @@
 //   2. declare three durable quorum queues: "email", "sms" and "push",
 //   3. bind all three to "notifications", so that each of them receives a copy of every
 //      message published there, whatever its routing key,
-//   4. close the connection it opened.
+//   4. close the connection it opened, also when the broker refuses a declaration, and
+//      then reject with the broker's error, without crashing on the channel's 'error' event.
 import amqp from 'amqplib';
 import { pathToFileURL } from 'node:url';
 
@@ -17,6 +18,10 @@ export async function setupBroadcast(url: string): Promise<void> {
   const connection = await amqp.connect(url);
   try {
     const channel = await connection.createChannel();
+    // A refused declaration closes the channel: the call that caused it rejects with the
+    // broker's reason, which reaches the caller. The channel also emits 'error', and an
+    // 'error' event nobody listens to crashes the process.
+    channel.on('error', () => {});
     await channel.assertExchange(EXCHANGE, 'fanout', { durable: true });
     for (const queue of SUBSCRIBERS) {
       await channel.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });

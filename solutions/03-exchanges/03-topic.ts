@@ -3,14 +3,17 @@
 //
 // The "order-events" topic exchange receives keys like "order.created.eu" (entity, event,
 // region), sometimes longer ("order.created.eu.paris"), and errors like "payment.error".
-// bindTopics(url) declares the exchange and four queues (done for you) and must bind:
+// bindTopics(url) declares the exchange and four queues (done for you) and must bind, with
+// one binding per queue:
 //   1. "eu-orders":     every order event from the EU: exactly three words, "order", any
 //                       event, "eu" (so "order.created.eu", not "order.eu" nor "order.created.eu.paris"),
 //   2. "order-created": every "order.created" event, whatever follows, even nothing
 //                       ("order.created", "order.created.us", "order.created.eu.paris"),
 //   3. "all-errors":    every key whose LAST word is "error", at any depth, including "error" alone,
 //   4. "audit":         every message, whatever its key (even the empty key),
-// and close its connection. One binding per queue is enough.
+// and must
+//   5. close the connection it opened, also when the broker refuses a declaration, and
+//      then reject with the broker's error, without crashing on the channel's 'error' event.
 import amqp from 'amqplib';
 import { pathToFileURL } from 'node:url';
 
@@ -21,6 +24,10 @@ export async function bindTopics(url: string): Promise<void> {
   const connection = await amqp.connect(url);
   try {
     const channel = await connection.createChannel();
+    // A refused declaration closes the channel: the call that caused it rejects with the
+    // broker's reason, which reaches the caller. The channel also emits 'error', and an
+    // 'error' event nobody listens to crashes the process.
+    channel.on('error', () => {});
     await channel.assertExchange(EXCHANGE, 'topic', { durable: true });
     for (const queue of QUEUES) {
       await channel.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });

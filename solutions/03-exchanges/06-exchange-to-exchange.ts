@@ -9,8 +9,9 @@
 //      "billing-ledger" and "billing-fraud" to it (the queues are declared for you),
 //   2. bind the exchange "billing" to the exchange "shop-events" with a pattern that takes
 //      every payment event: "payment" followed by any number of words, even none,
-//   3. close its connection.
-// Queues are bound to "billing" only, never to "shop-events" directly.
+//   3. bind the queues to "billing" only, never to "shop-events" directly,
+//   4. close the connection it opened, also when the broker refuses a declaration, and
+//      then reject with the broker's error, without crashing on the channel's 'error' event.
 import amqp from 'amqplib';
 import { pathToFileURL } from 'node:url';
 
@@ -22,6 +23,10 @@ export async function wireBilling(url: string): Promise<void> {
   const connection = await amqp.connect(url);
   try {
     const channel = await connection.createChannel();
+    // A refused declaration closes the channel: the call that caused it rejects with the
+    // broker's reason, which reaches the caller. The channel also emits 'error', and an
+    // 'error' event nobody listens to crashes the process.
+    channel.on('error', () => {});
     await channel.assertExchange(SHOP, 'topic', { durable: true });
     for (const queue of ['billing-ledger', 'billing-fraud']) {
       await channel.assertQueue(queue, QUORUM);
