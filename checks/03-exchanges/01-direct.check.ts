@@ -6,14 +6,14 @@ import type { GetMessage } from 'amqplib';
 import { defineCheck, type CheckContext } from '../../runner/check/context.js';
 import type * as Exercise from '../../exercises/03-exchanges/01-direct.js';
 import { expectExchange, expectQuorumQueue } from '../../runner/check/topology.js';
-import { catchStrays, drainQueues, expectRefusedDeclarationHandled, expectRoutes, refuseNewMessages, STRAYS, type RouteCase } from './support.js';
+import { callSetup, catchStrays, drainQueues, expectRefusedDeclarationHandled, expectRoutes, refuseNewMessages, type RouteCase, STRAYS } from './support.js';
 
 const EXCHANGE = 'app-logs';
 const PUBLISH = `channel.publish('${EXCHANGE}', severity, Buffer.from(text), { persistent: true })`;
 
 export default defineCheck<typeof Exercise>(async (t) => {
   t.provoke([1, 2, 3, 4], 'called setupLogRouting(url) on an empty vhost');
-  await t.call('setupLogRouting(url)', () => t.target.setupLogRouting(t.url));
+  await callSetup(t, 'setupLogRouting(url)', () => t.target.setupLogRouting(t.url), { exchanges: [EXCHANGE], queues: ['alerts', 'archive'] });
   await t.expectConnectionsClosed('setupLogRouting()');
 
   await expectExchange(t, EXCHANGE, 'direct', `await channel.assertExchange('${EXCHANGE}', 'direct', { durable: true })`);

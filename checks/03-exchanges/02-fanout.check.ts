@@ -4,14 +4,14 @@
 import { defineCheck } from '../../runner/check/context.js';
 import type * as Exercise from '../../exercises/03-exchanges/02-fanout.js';
 import { expectExchange, expectQuorumQueue } from '../../runner/check/topology.js';
-import { expectRefusedDeclarationHandled, expectRoutes, type RouteCase } from './support.js';
+import { callSetup, expectRefusedDeclarationHandled, expectRoutes, type RouteCase } from './support.js';
 
 const EXCHANGE = 'notifications';
 const SUBSCRIBERS = ['email', 'sms', 'push'];
 
 export default defineCheck<typeof Exercise>(async (t) => {
   t.provoke([1, 2, 3], 'called setupBroadcast(url) on an empty vhost');
-  await t.call('setupBroadcast(url)', () => t.target.setupBroadcast(t.url));
+  await callSetup(t, 'setupBroadcast(url)', () => t.target.setupBroadcast(t.url), { exchanges: [EXCHANGE], queues: SUBSCRIBERS });
   await t.expectConnectionsClosed('setupBroadcast()');
 
   await expectExchange(t, EXCHANGE, 'fanout', `await channel.assertExchange('${EXCHANGE}', 'fanout', { durable: true })`);

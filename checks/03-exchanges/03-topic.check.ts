@@ -6,7 +6,7 @@
 import { defineCheck } from '../../runner/check/context.js';
 import type * as Exercise from '../../exercises/03-exchanges/03-topic.js';
 import { expectExchange, expectQuorumQueue } from '../../runner/check/topology.js';
-import { expectRefusedDeclarationHandled, expectRoutes, type RouteCase } from './support.js';
+import { callSetup, expectRefusedDeclarationHandled, expectRoutes, type RouteCase } from './support.js';
 
 const EXCHANGE = 'order-events';
 
@@ -29,7 +29,7 @@ const ADVICE: Record<string, string> = {
 
 export default defineCheck<typeof Exercise>(async (t) => {
   t.provoke([1, 2, 3, 4], 'called bindTopics(url) on an empty vhost');
-  await t.call('bindTopics(url)', () => t.target.bindTopics(t.url));
+  await callSetup(t, 'bindTopics(url)', () => t.target.bindTopics(t.url), { exchanges: [EXCHANGE], queues: Object.keys(ADVICE) });
   await t.expectConnectionsClosed('bindTopics()');
 
   await expectExchange(t, EXCHANGE, 'topic', `await channel.assertExchange('${EXCHANGE}', 'topic', { durable: true })`);

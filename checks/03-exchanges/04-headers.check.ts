@@ -4,7 +4,7 @@
 import { defineCheck } from '../../runner/check/context.js';
 import type * as Exercise from '../../exercises/03-exchanges/04-headers.js';
 import { expectExchange, expectQuorumQueue } from '../../runner/check/topology.js';
-import { expectRefusedDeclarationHandled, expectRoutes, type RouteCase } from './support.js';
+import { callSetup, expectRefusedDeclarationHandled, expectRoutes, type RouteCase } from './support.js';
 
 const EXCHANGE = 'print-jobs';
 
@@ -16,7 +16,7 @@ const ADVICE: Record<string, string> = {
 
 export default defineCheck<typeof Exercise>(async (t) => {
   t.provoke([1, 2, 3, 4], 'called bindPrintJobs(url) on an empty vhost');
-  await t.call('bindPrintJobs(url)', () => t.target.bindPrintJobs(t.url));
+  await callSetup(t, 'bindPrintJobs(url)', () => t.target.bindPrintJobs(t.url), { exchanges: [EXCHANGE], queues: Object.keys(ADVICE) });
   await t.expectConnectionsClosed('bindPrintJobs()');
 
   await expectExchange(t, EXCHANGE, 'headers', `await channel.assertExchange('${EXCHANGE}', 'headers', { durable: true })`);

@@ -6,7 +6,7 @@
 import { defineCheck } from '../../runner/check/context.js';
 import type * as Exercise from '../../exercises/03-exchanges/05-alternate.js';
 import { expectExchange, expectQuorumQueue } from '../../runner/check/topology.js';
-import { bindingsFrom, caseLabel, expectRefusedDeclarationHandled, failOnMismatch, jsLiteral, routeMatrix, type RouteCase } from './support.js';
+import { bindingsFrom, callSetup, caseLabel, expectRefusedDeclarationHandled, failOnMismatch, jsLiteral, type RouteCase, routeMatrix } from './support.js';
 
 const EXCHANGE = 'payments';
 const ALTERNATE = 'payments-unrouted';
@@ -14,7 +14,7 @@ const DECLARE = `await channel.assertExchange('${EXCHANGE}', 'direct', { durable
 
 export default defineCheck<typeof Exercise>(async (t) => {
   t.provoke([1, 2, 3], 'called setupPayments(url) on an empty vhost');
-  await t.call('setupPayments(url)', () => t.target.setupPayments(t.url));
+  await callSetup(t, 'setupPayments(url)', () => t.target.setupPayments(t.url), { exchanges: [EXCHANGE, ALTERNATE], queues: ['card-payments', 'bank-transfers', 'unrouted'] });
   await t.expectConnectionsClosed('setupPayments()');
 
   await expectExchange(t, EXCHANGE, 'direct', DECLARE);
@@ -38,13 +38,16 @@ export default defineCheck<typeof Exercise>(async (t) => {
     const base = `The message ${label} matched no binding of "${EXCHANGE}" and was dropped`;
     if (typeof ae !== 'string') {
       const lookalikes = Object.keys(x.arguments).filter((k) => /altern|dead/i.test(k));
+      const wildcards = (await bindingsFrom(t, EXCHANGE)).filter((b) => b.destination === 'unrouted' && /[#*]/.test(b.routing_key));
       return t.fail({
         summary: `${base}: the exchange "${EXCHANGE}" has no alternate-exchange argument.`,
         expected: `arguments: { 'alternate-exchange': '${ALTERNATE}' }`,
-        saw: `arguments: ${jsLiteral(x.arguments)}`,
+        saw: `arguments: ${jsLiteral(x.arguments)}${wildcards.length ? `, and "unrouted" bound to it with the key "${wildcards[0]!.routing_key}"` : ''}`,
         why: lookalikes.length
           ? `RabbitMQ reads the argument named exactly "alternate-exchange", with no x- prefix. It stores arguments it does not know (${lookalikes.map((k) => `"${k}"`).join(', ')}) without a word, and they do nothing.`
-          : 'Without an alternate exchange, a message that matches no binding is dropped silently, and the publisher still gets its confirm.',
+          : wildcards.length
+            ? `A direct exchange compares routing keys literally: "${wildcards[0]!.routing_key}" is a wildcard only on a topic exchange, so that binding takes only messages whose key is exactly "${wildcards[0]!.routing_key}". Catching what no binding matches is the job of an alternate exchange.`
+            : 'Without an alternate exchange, a message that matches no binding is dropped silently, and the publisher still gets its confirm.',
         fix: `${DECLARE}. amqplib turns alternateExchange into the 'alternate-exchange' argument. (An existing exchange cannot change its arguments: delete it first, or use a policy.)`,
         link: t.ui('exchanges', EXCHANGE),
       });

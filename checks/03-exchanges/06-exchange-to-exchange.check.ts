@@ -5,7 +5,7 @@
 import { defineCheck } from '../../runner/check/context.js';
 import type * as Exercise from '../../exercises/03-exchanges/06-exchange-to-exchange.js';
 import { expectExchange, expectQuorumQueue } from '../../runner/check/topology.js';
-import { bindingsFrom, expectRefusedDeclarationHandled, expectRoutes, type RouteCase } from './support.js';
+import { bindingsFrom, callSetup, expectRefusedDeclarationHandled, expectRoutes, type RouteCase } from './support.js';
 
 const SHOP = 'shop-events';
 const BILLING = 'billing';
@@ -14,7 +14,7 @@ const BIND = `await channel.bindExchange('${BILLING}', '${SHOP}', 'payment.#')`;
 
 export default defineCheck<typeof Exercise>(async (t) => {
   t.provoke([1, 2, 3], 'called wireBilling(url) on an empty vhost');
-  await t.call('wireBilling(url)', () => t.target.wireBilling(t.url));
+  await callSetup(t, 'wireBilling(url)', () => t.target.wireBilling(t.url), { exchanges: [SHOP, BILLING], queues: QUEUES });
   await t.expectConnectionsClosed('wireBilling()');
 
   await expectExchange(t, SHOP, 'topic', `await channel.assertExchange('${SHOP}', 'topic', { durable: true })`);

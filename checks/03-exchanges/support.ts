@@ -7,6 +7,7 @@
 // expectRefusedDeclarationHandled makes that happen.
 import type { CheckContext } from '../../runner/check/context.js';
 import type { ContractRef } from '../../runner/check/contract.js';
+import { CheckFailure } from '../../runner/check/verdict.js';
 import type { Channel, GetMessage } from 'amqplib';
 import type { BindingInfo } from '../../runner/broker/management.js';
 
@@ -133,6 +134,17 @@ export async function routeMatrix(t: Ctx, exchange: string, cases: RouteCase[], 
       ch.publish(exchange, c.key, body, { persistent: true, contentType: 'application/json', messageId: `${tag}-${i}`, headers: c.headers });
     });
     await ch.waitForConfirms();
+  } catch (err) {
+    // The exchange exists (the check made sure), so the broker refused it for what it is, e.g. internal.
+    const message = t.lastBrokerError?.message ?? (err instanceof Error ? err.message : String(err));
+    t.fail({
+      summary: `The checker could not publish to the exchange "${exchange}": ${message}`,
+      expected: `an exchange "${exchange}" that publishers can publish to`,
+      saw: message,
+      why: 'Applications publish to this exchange. An internal exchange only takes messages from other exchanges, and a full or refusing queue behind it nacks them.',
+      fix: `Declare it as the exercise says, with no other options: channel.assertExchange('${exchange}', <type>, { durable: true })`,
+      link: t.ui('exchanges', exchange),
+    });
   } finally {
     await ch.close().catch(() => undefined);
   }
@@ -372,7 +384,17 @@ export async function expectRefusedDeclarationHandled(t: Ctx, o: RefusedDeclarat
         : 'Let the error propagate (or rethrow it, or pass it as { cause: err } when you wrap it).',
     });
   }
-  await t.expectConnectionsClosed(`${name}, after the broker refused a declaration,`);
+  try {
+    await t.expectConnectionsClosed(`${name}, after the broker refused a declaration,`);
+  } catch (err) {
+    if (!(err instanceof CheckFailure)) throw err;
+    t.fail({
+      ...err.finding,
+      summary: `When the broker refused a declaration, ${name} rejected, but left its connection open.`,
+      why: 'The code after the refused call never ran, and the connection.close() at the end of the function with it. A service that retries its set-up leaks one connection per attempt, until the broker refuses new ones.',
+      fix: 'Close the connection in a finally block, so that it also happens when a call rejects: const connection = await amqp.connect(url); try { … } finally { await connection.close(); }',
+    });
+  }
   t.observe(o.line, `saw ${name} reject with the broker's error (${message.slice(0, 60)}…) and leave no connection open`);
 }
 
@@ -423,9 +445,14 @@ export const STRAYS = 'checker-strays';
  * queue "checker-strays" (a wrong routing key).
  */
 export async function catchStrays(t: Ctx, exchange: string, keys: string[]): Promise<void> {
+  for (const key of keys) {
+    const spy = await t.channel();
+    // A queue of that name declared otherwise by the code under check refuses this declaration; it catches the message all the same.
+    await spy.assertQueue(key, { durable: true }).catch(() => undefined);
+    await spy.close().catch(() => undefined);
+  }
   const ch = await t.channel();
   try {
-    for (const key of keys) await ch.assertQueue(key, { durable: true });
     await ch.assertExchange(STRAYS, 'fanout', { durable: true });
     await ch.assertQueue(STRAYS, { durable: true });
     await ch.bindQueue(STRAYS, STRAYS, '');
@@ -434,4 +461,34 @@ export async function catchStrays(t: Ctx, exchange: string, keys: string[]): Pro
   }
   await t.mgmt.setPolicy(t.vhost, 'checker-strays', { pattern: `^${exchange}$`, 'apply-to': 'exchanges', definition: { 'alternate-exchange': STRAYS } });
   t.log(`declared the queues ${keys.map((k) => `"${k}"`).join(', ')} and gave "${exchange}" the alternate exchange "${STRAYS}" (by policy), to see where a message published the wrong way goes`);
+}
+
+// ---- calling a set-up function --------------------------------------------------------------
+
+/**
+ * t.call for a set-up function, with one mistake named before the generic explanation: the
+ * queue and the exchange swapped in bindQueue(queue, exchange, key), which the broker reports
+ * as a missing queue named like an exchange (or a missing exchange named like a queue).
+ */
+export async function callSetup(t: Ctx, label: string, fn: () => Promise<unknown>, names: { exchanges: string[]; queues: string[] }): Promise<void> {
+  await t.call(label, async () => {
+    try {
+      await fn();
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      const missingQueue = /NOT[_-]FOUND - no queue '([^']*)'/.exec(message)?.[1];
+      const missingExchange = /NOT[_-]FOUND - no exchange '([^']*)'/.exec(message)?.[1];
+      const swapped = (missingQueue !== undefined && names.exchanges.includes(missingQueue)) || (missingExchange !== undefined && names.queues.includes(missingExchange));
+      if (swapped) {
+        t.fail({
+          summary: `${label} passed the exchange where bindQueue() takes the queue: the broker looked for a ${missingQueue !== undefined ? `queue named "${missingQueue}"` : `exchange named "${missingExchange}"`} and found none.`,
+          expected: "channel.bindQueue(queue, exchange, key): the queue first",
+          saw: message,
+          why: 'bindQueue names the receiving end first, then the exchange it receives from. Swapped, the broker looks for a queue with the exchange\'s name, refuses the binding (404 NOT_FOUND) and closes the channel.',
+          fix: 'channel.bindQueue(queue, exchange, key), e.g. await channel.bindQueue(\'' + (names.queues[0] ?? 'queue') + '\', \'' + (names.exchanges[0] ?? 'exchange') + '\', …)',
+        });
+      }
+      throw err;
+    }
+  });
 }

@@ -1,10 +1,12 @@
 // Check 6.3: two services on a topic exchange, each with its own durable queue bound with
-// several patterns. A matrix of routing keys must reach exactly the right service(s); an event
-// published while a service is down must wait for it in its queue.
+// several patterns. A matrix of routing keys must reach exactly the right service(s), with their
+// texts; events whose handler fails must come back; an event published while a service is down
+// must wait for it in its queue; no more than 10 events may be in progress at once; and the
+// service must survive its consumer being cancelled and its connection being cut.
 import { defineCheck } from '../../runner/check/context.js';
 import type * as Exercise from '../../exercises/06-patterns/03-event-bus.js';
 import { expectExchange, expectQuorumQueue } from '../../runner/check/topology.js';
-import { publishToExchange } from './support.js';
+import { cutConnectionsAndSurvive, deleteQueueUnderConsumer, describeValue, expectMethods, publishToExchange } from './support.js';
 
 const EXCHANGE = 'events';
 const SERVICES = [
@@ -20,26 +22,53 @@ const MATRIX: [key: string, billing: boolean, alerts: boolean][] = [
   ['payment.card.failed', false, false], // three words: neither "payment.*" nor "*.failed"
   ['audit', false, true], // "#" matches zero words too
   ['audit.user.login', false, true],
+  ['failed', false, false], // one word: "*.failed" needs two
   ['audit.failed', false, true], // matches two patterns of one queue: delivered once
   ['shipping.failed', false, true],
   ['payment.failed', true, true],
 ];
+// Events whose onEvent() rejects the first N times (all for billing: "payment.*").
+const RETRIES: [text: string, failures: number][] = [
+  ['declined, fails once', 1],
+  ['declined, fails twice', 2],
+];
+const PREFETCH = 10;
+const HELD = PREFETCH + 2;
+const never = new Promise<never>(() => undefined);
+
+type Service = (typeof SERVICES)[number];
 
 export default defineCheck<typeof Exercise>(async (t) => {
   const got = new Map<string, { key: string; text: string }[]>(SERVICES.map((s) => [s.queue, []]));
-  const start = (s: (typeof SERVICES)[number], again = '') =>
-    t.call(`startListener(url, { exchange: "${EXCHANGE}", queue: "${s.queue}", patterns: ${JSON.stringify(s.patterns)} }, onEvent)${again}`, () =>
-      t.target.startListener(t.url, { exchange: EXCHANGE, queue: s.queue, patterns: s.patterns }, async (key, text) => {
-        got.get(s.queue)!.push({ key, text });
-      }),
+  const failures = new Map(RETRIES);
+  let holding = false; // while true, onEvent never settles for the "hold #…" events
+  let notText: string | undefined;
+  const onEventFor = (s: Service) => async (key: string, text: string) => {
+    if (typeof key !== 'string' || typeof text !== 'string') notText ??= `onEvent(${describeValue(key)}, ${describeValue(text)})`;
+    got.get(s.queue)!.push({ key: String(key), text: String(text) });
+    const left = failures.get(String(text));
+    if (left !== undefined && left > 0) {
+      failures.set(String(text), left - 1);
+      throw new Error(`onEvent("${key}", "${text}") failed on purpose`);
+    }
+    if (holding && String(text).startsWith('hold')) await never;
+  };
+  const start = async (s: Service, again = '') => {
+    const listener = await t.call(`startListener(url, { exchange: "${EXCHANGE}", queue: "${s.queue}", patterns: ${JSON.stringify(s.patterns)} }, onEvent)${again}`, () =>
+      t.target.startListener(t.url, { exchange: EXCHANGE, queue: s.queue, patterns: s.patterns }, onEventFor(s)),
     );
+    expectMethods(t, 'startListener()', listener, ['stop']);
+    return listener;
+  };
   const listeners = new Map<string, Exercise.Listener>();
+  t.provoke([1, 2, 3], `started two services, "billing" and "alerts", in a vhost without the exchange "${EXCHANGE}"`);
   for (const s of SERVICES) listeners.set(s.queue, await start(s));
 
-  // The exchange: a topic exchange reads the wildcards.
+  // 1. The exchange: a topic exchange reads the wildcards.
   await expectExchange(t, EXCHANGE, 'topic', `channel.assertExchange('${EXCHANGE}', 'topic', { durable: true })`);
+  t.observe(1, `read "${EXCHANGE}" from the broker: a durable topic exchange`);
 
-  // Each service's queue: its own, named, durable.
+  // 2. Each service's queue: its own, named, durable.
   const all = await t.mgmt.queues(t.vhost);
   for (const s of SERVICES) {
     const q = all.find((x) => x.name === s.queue);
@@ -56,8 +85,9 @@ export default defineCheck<typeof Exercise>(async (t) => {
     }
     await expectQuorumQueue(t, s.queue);
   }
+  t.observe(2, `read "billing" and "alerts" from the broker: durable quorum queues, neither exclusive nor auto-delete`);
 
-  // Bindings: one per pattern.
+  // 3. Bindings: one per pattern.
   const bindings = (await t.mgmt.bindings(t.vhost)).filter((b) => b.source === EXCHANGE && b.destination_type === 'queue');
   for (const s of SERVICES) {
     const keys = bindings.filter((b) => b.destination === s.queue).map((b) => b.routing_key);
@@ -73,34 +103,119 @@ export default defineCheck<typeof Exercise>(async (t) => {
       });
     }
   }
+  t.observe(3, `read the bindings: "billing" ${SERVICES[0]!.patterns.join(', ')}; "alerts" ${SERVICES[1]!.patterns.join(', ')}`);
 
   // The matrix.
-  await publishToExchange(t, EXCHANGE, MATRIX.map(([key], i) => [key, `event #${i + 1}`]));
-  t.log(`published ${MATRIX.length} events to "${EXCHANGE}": ${MATRIX.map(([k]) => k).join(', ')}`);
+  const published = MATRIX.map(([key], i) => ({ key, text: `event #${i + 1}` }));
+  await publishToExchange(t, EXCHANGE, published.map((e) => [e.key, e.text]));
+  t.provoke([3, 4], `published ${MATRIX.length} events to "${EXCHANGE}": ${MATRIX.map(([k]) => k || '(empty key)').join(', ')}`);
   const last = MATRIX[MATRIX.length - 1]![0];
   await t.waitFor(() => SERVICES.every((s) => got.get(s.queue)!.some((e) => e.key === last)), 1500);
+  if (notText) {
+    t.fail({
+      summary: `onEvent() was called with something else than two strings: ${notText}.`,
+      expected: 'onEvent("order.placed", "event #1"): the routing key and the text of the event',
+      saw: notText,
+      why: 'msg.content is a Buffer: the raw bytes of the body, not its text; a Buffer only looks like it when printed. The routing key is msg.fields.routingKey.',
+      fix: 'onEvent(msg.fields.routingKey, msg.content.toString())',
+    });
+  }
+  const texts = new Set(published.map((e) => e.text));
+  const swapped = [...got.values()].flat().find((e) => texts.has(e.key));
+  if (swapped) {
+    t.fail({
+      summary: `onEvent() got the text first and the routing key second: onEvent(${JSON.stringify(swapped.key)}, ${JSON.stringify(swapped.text)}).`,
+      expected: `onEvent(${JSON.stringify(swapped.text)}, ${JSON.stringify(swapped.key)}): the routing key, then the text`,
+      saw: `onEvent(${JSON.stringify(swapped.key)}, ${JSON.stringify(swapped.text)})`,
+      why: 'The service decides what to do from the kind of event, its routing key; the text is the event itself. Swapped, every handler reads the wrong one.',
+      fix: 'onEvent(msg.fields.routingKey, msg.content.toString())',
+    });
+  }
   for (const [index, s] of SERVICES.entries()) {
-    const expected = MATRIX.filter((row) => row[index + 1]).map(([key]) => key);
-    const keys = got.get(s.queue)!.map((e) => e.key);
-    if (keys.join() !== expected.join()) {
-      const extra = keys.filter((k) => !expected.includes(k));
-      const missing = expected.filter((k) => !keys.includes(k));
+    const expected = published.filter((_, i) => MATRIX[i]![index + 1]);
+    const events = got.get(s.queue)!;
+
+    const keys = events.map((e) => e.key);
+    if (keys.join() !== expected.map((e) => e.key).join()) {
+      const extra = keys.filter((k) => !expected.some((e) => e.key === k));
+      const missing = expected.map((e) => e.key).filter((k) => !keys.includes(k));
       t.fail({
         summary: `The service "${s.queue}" (patterns ${s.patterns.join(', ')}) got ${keys.length ? keys.join(', ') : 'no event'}${missing.length ? `; missing: ${missing.join(', ')}` : ''}${extra.length ? `; not for it: ${extra.join(', ')}` : ''}.`,
-        expected: expected.join(', '),
+        expected: expected.map((e) => e.key).join(', '),
         saw: keys.join(', ') || 'nothing',
         why: 'Routing is done by the broker, from the bindings: onEvent must be called once for every message the queue receives, with msg.fields.routingKey.',
         fix: 'Bind once per pattern on a topic exchange, and call onEvent(msg.fields.routingKey, msg.content.toString()) for every message.',
         link: t.ui('queues', s.queue),
       });
     }
+    const wrong = events.findIndex((e, i) => e.text !== expected[i]!.text);
+    if (wrong >= 0) {
+      t.fail({
+        summary: `The service "${s.queue}" got the right routing keys, but onEvent("${events[wrong]!.key}", …) was given ${JSON.stringify(events[wrong]!.text)} as the text.`,
+        expected: expected.map((e) => `${e.key} → "${e.text}"`).join(', '),
+        saw: events.map((e) => `${e.key} → "${e.text}"`).join(', '),
+        why: 'onEvent takes the routing key first, then the text of the message: msg.content.toString().',
+        fix: 'onEvent(msg.fields.routingKey, msg.content.toString())',
+      });
+    }
   }
+  t.observe([3, 4], 'each service got exactly its events, in order, with their routing keys and texts');
   t.note('"audit.failed" matched two bindings of "alerts" ("*.failed" and "audit.#") and arrived once: a queue gets at most one copy of a message.');
 
-  // Downtime: billing stops, an order is placed, billing comes back.
+  // 4. Failures: an event whose onEvent() rejects must come back and be tried again.
+  const billing = got.get('billing')!;
+  const calls = (text: string) => billing.filter((e) => e.text === text).length;
+  await publishToExchange(t, EXCHANGE, RETRIES.map(([text]) => ['payment.declined', text]));
+  t.provoke(4, `published ${RETRIES.map(([text]) => `"${text}"`).join(' and ')} for "billing": onEvent() rejects them the first time, and the first two times`);
+  const retried = await t.waitFor(() => RETRIES.every(([text, n]) => calls(text) > n), 1500);
+  if (!retried) {
+    const stuck = RETRIES.filter(([text, n]) => calls(text) <= n);
+    t.cutConnections('to see whether the failed events were still held by the service');
+    const back = (await t.waitFor(async () => ((await t.messageCount('billing')) >= stuck.length ? stuck.length : undefined), 600)) ?? (await t.messageCount('billing'));
+    t.fail({
+      summary:
+        back > 0
+          ? `When onEvent() rejected, the event was neither acked nor nacked: the service sat on it (${stuck.map(([x]) => `"${x}"`).join(', ')}).`
+          : `When onEvent() rejected, the event was dropped: ${stuck.map(([x]) => `"${x}"`).join(', ')} never came back to be tried again.`,
+      expected: 'an event whose onEvent() rejects goes back to the queue (channel.nack(msg)) and is tried again until it succeeds',
+      saw: `${stuck.map(([text, n]) => `onEvent(…, "${text}") called ${calls(text)} time(s), rejected the first ${n}`).join('; ')}; after the checker cut your connections, ${back} event(s) came back to the queue`,
+      why:
+        back > 0
+          ? 'An event left unacknowledged takes one of the 10 places prefetch allows, until the connection closes: a few such failures, and the service receives nothing any more.'
+          : 'A failure is often temporary: a database restarting, a timeout. An event acked (or nacked with requeue false) after a failure is gone for good: the service never handles it.',
+      fix: 'onEvent(key, text).then(() => channel.ack(msg), () => channel.nack(msg)): nack requeues by default.',
+      link: t.ui('queues', 'billing'),
+    });
+  }
+  t.observe(4, `each failed event came back and was handled: ${RETRIES.map(([text]) => `"${text}" ${calls(text)} times`).join(', ')}`);
+
+  // 6. "alerts" stops: nothing may come back to its queue (everything was acked), no consumer, no connection.
+  const openBefore = t.connectionsOpen();
+  t.provoke(6, 'called stop() on "alerts"');
+  await t.call('stop() on "alerts"', () => listeners.get('alerts')!.stop());
+  const closed = await t.waitFor(() => t.connectionsOpen() < openBefore, 500);
+  const alertsConsumers = await t.consumerCount('alerts');
+  const unacked = await t.messageCount('alerts');
+  if (!closed || alertsConsumers > 0 || unacked > 0) {
+    t.fail({
+      summary: unacked > 0
+        ? `After stop(), ${unacked} event(s) went back to "alerts": they were handled but never acknowledged.`
+        : alertsConsumers > 0
+          ? `After stop(), "alerts" still has ${alertsConsumers} consumer(s).`
+          : 'stop() left the connection of "alerts" open.',
+      expected: 'no consumer on "alerts", its connection closed, and no event back in the queue',
+      saw: `consumers: ${alertsConsumers}; connections open: ${t.connectionsOpen()} of ${openBefore}; back in the queue: ${unacked}`,
+      why: 'An event that is never acked stays "unacked"; when the channel closes, the broker delivers it again, and the service handles it twice. A connection left open leaks a socket and a broker process.',
+      fix: 'channel.ack(msg) once onEvent() has resolved; in stop(), cancel the consumer and close the connection.',
+      link: t.ui('queues', 'alerts'),
+    });
+  }
+  t.observe([4, 6], '"alerts" stopped: no consumer, its connection closed, and nothing came back to its queue (every event acked)');
+
+  // 2. Downtime: billing stops, an order is placed, billing comes back.
   await t.call('stop() on "billing"', () => listeners.get('billing')!.stop());
   await publishToExchange(t, EXCHANGE, [['order.placed', 'placed while billing was down']]);
-  t.log('published "order.placed" while "billing" was stopped');
+  t.provoke(2, 'published "order.placed" while "billing" was stopped');
   const waiting = await t.mgmt.queue(t.vhost, 'billing').then((q) => (q ? t.messageCount('billing') : -1));
   if (waiting < 0) {
     t.fail({
@@ -112,32 +227,68 @@ export default defineCheck<typeof Exercise>(async (t) => {
     });
   }
   listeners.set('billing', await start(SERVICES[0]!, ' again'));
-  const caughtUp = await t.waitFor(() => got.get('billing')!.some((e) => e.text === 'placed while billing was down'), 1500);
+  const caughtUp = await t.waitFor(() => billing.some((e) => e.text === 'placed while billing was down'), 1500);
   if (!caughtUp) {
     t.fail({
       summary: `The event published while "billing" was down never reached it after it started again (${waiting} message(s) were waiting in its queue).`,
       expected: '"order.placed" delivered after the restart',
-      saw: `${got.get('billing')!.length} events in total`,
+      saw: `${billing.length} events in total`,
       fix: 'Consume from the same named queue on every start.',
       link: t.ui('queues', 'billing'),
     });
   }
-  t.log('"billing" got the event it missed as soon as it was back');
+  t.observe(2, `"billing" got the event that waited ${waiting === 1 ? 'in its queue' : `(${waiting} waiting)`} as soon as it was back`);
 
-  await t.call('stop() on both listeners', async () => {
-    for (const l of listeners.values()) await l.stop();
-  });
-  await t.expectConnectionsClosed('stop()');
-  for (const s of SERVICES) {
-    const left = await t.messageCount(s.queue);
-    if (left > 0) {
-      t.fail({
-        summary: `After stop(), ${left} event(s) went back to "${s.queue}": they were handled but never acknowledged.`,
-        expected: '0 messages left',
-        saw: `${left} ready again`,
-        fix: 'channel.ack(msg) once onEvent() has resolved.',
-        link: t.ui('queues', s.queue),
-      });
-    }
+  // 4. At most 10 events in progress at once.
+  holding = true;
+  const held = Array.from({ length: HELD }, (_, i) => `hold #${i + 1}`);
+  const inProgress = () => billing.filter((e) => e.text.startsWith('hold')).length;
+  await publishToExchange(t, EXCHANGE, held.map((text) => ['order.placed', text]));
+  t.provoke(4, `published ${HELD} events for "billing" whose onEvent() does not finish`);
+  await t.waitFor(() => inProgress() >= PREFETCH, 1000);
+  await new Promise((r) => setTimeout(r, 100)); // time for any delivery beyond the limit to arrive
+  const atOnce = inProgress();
+  if (atOnce !== PREFETCH) {
+    t.fail({
+      summary:
+        atOnce > PREFETCH
+          ? `"billing" had ${atOnce} events in progress at once: its consumer has no prefetch limit (or one set after consume()).`
+          : `"billing" had only ${atOnce} event(s) in progress at once: its prefetch is ${atOnce}, not ${PREFETCH}.`,
+      expected: `${PREFETCH} events in progress, the other ${HELD - PREFETCH} waiting in the queue`,
+      saw: `${atOnce} calls of onEvent() that had not finished`,
+      why:
+        atOnce > PREFETCH
+          ? 'Without a limit the broker pushes every event in the queue to the consumer at once: after a long downtime, thousands, all in memory, all in progress. Prefetch applies to consumers started after it.'
+          : 'A prefetch of 1 handles one event at a time: a slow handler makes the whole service slow. The exercise asks for 10 at once.',
+      fix: `await channel.prefetch(${PREFETCH}) before channel.consume(...).`,
+      link: t.ui('queues', 'billing'),
+    });
   }
+  t.observe(4, `exactly ${PREFETCH} of the ${HELD} events were in progress at once`);
+
+  // 5. The connection is cut while events are in progress: they come back, and the process lives on.
+  await cutConnectionsAndSurvive(t, 5, `"billing" loses its network with ${PREFETCH} events in progress`);
+  const back = await t.waitFor(async () => ((await t.messageCount('billing')) >= HELD ? HELD : undefined), 1000);
+  if (!back) {
+    const n = await t.messageCount('billing');
+    t.fail({
+      summary: `When the checker cut the connection of "billing" with ${PREFETCH} events in progress, only ${n} of the ${HELD} came back to the queue: the others had been acked before onEvent() finished.`,
+      expected: `all ${HELD} back in the queue`,
+      saw: `${n} in the queue`,
+      why: 'An event acked before it is handled (or consumed with noAck: true) is forgotten by the broker at once: if the service dies, it is lost.',
+      fix: 'Consume with { noAck: false }, and ack in the .then() of onEvent().',
+      link: t.ui('queues', 'billing'),
+    });
+  }
+  t.observe(4, `all ${HELD} events were back in "billing": none had been acked while in progress`);
+
+  // 5. The consumer is cancelled (its queue deleted), then 6. stop().
+  holding = false;
+  const billingAgain = await start(SERVICES[0]!, ' a third time');
+  await t.waitFor(() => inProgress() >= PREFETCH + HELD, 1500);
+  await deleteQueueUnderConsumer(t, 'billing', 5);
+  t.provoke(6, 'called stop() on "billing" after its consumer was cancelled');
+  await t.call('stop() on "billing"', () => billingAgain.stop());
+  await t.expectConnectionsClosed('stop()');
+  t.observe(6, 'every connection closed');
 });

@@ -285,12 +285,18 @@ export default defineCheck<typeof Exercise>(async (t) =>
     }
 
     // ---- line 4c: no retry will help ----
-    t.provoke('4c', "called authenticate() with config.url pointing at a path Odoo does not serve (404), revoked the API key, and logged in with a wrong key");
+    t.provoke('4c', "called authenticate() with config.url pointing at a path Odoo does not serve (404), made the proxy answer 204 No Content, revoked the API key, and logged in with a wrong key");
     const lost = t.target.createOdooClient({ ...config, url: `${wire.url}/odoo` });
     await expectFailure('authenticate() with config.url ".../odoo" (Odoo answers 404)', () => lost.authenticate(), { kind: 'fatal', name: /404/, message: '404' }, {
       summary: 'Odoo answered HTTP 404 Not Found: config.url is wrong.',
       why: 'A wrong URL fails every call the same way. Retrying parks every event in the delay queues forever; stopping with the status in the message tells a person what to fix.',
       fix: "Any status other than 200 that is neither 5xx nor 429: an OdooError of kind 'fatal'.",
+    });
+    wire.next({ status: 204, body: '' });
+    await expectFailure('execute() answered 204 No Content', () => client.execute('res.partner', 'search_count', [[]]), { kind: 'fatal', name: /204/, message: '204' }, {
+      summary: 'the server answered 204 No Content: whatever answers there is not Odoo\'s JSON-RPC.',
+      why: 'Any status other than 200 that is neither 5xx nor 429 means the URL points at something else; a 204 also has no body at all (res.body is null).',
+      fix: "Any status other than 200 that is neither 5xx nor 429: an OdooError of kind 'fatal' (and res.body?.cancel(): there may be no body).",
     });
     await odoo.setFaults({ keysRevoked: true });
     await expectFailure('execute() with a revoked API key', () => client.execute('res.partner', 'search_count', [[]]), { kind: 'fatal', name: 'odoo.exceptions.AccessDenied', message: 'Access Denied' }, {

@@ -137,8 +137,12 @@ export interface WireRequest {
   answer?: string;
 }
 
-/** What the proxy answers instead of forwarding: a status and a body, or no answer at all. */
-export type Scripted = { status: number; body: string; contentType?: string } | 'hang';
+/**
+ * What the proxy does instead of forwarding as usual: answer with a status and a body, not
+ * answer at all ('hang'), or forward and then drop the connection before answering
+ * ('lose-answer': Odoo committed, the client never hears of it).
+ */
+export type Scripted = { status: number; body: string; contentType?: string } | 'hang' | 'lose-answer';
 
 export interface WireProxy {
   /** Base URL of the proxy (hand it to the client instead of Odoo's). */
@@ -146,6 +150,8 @@ export interface WireProxy {
   requests: WireRequest[];
   /** Answers the next request with `answer` instead of forwarding it. */
   next(answer: Scripted): void;
+  /** Answers the next request that `match` picks with `answer` instead of forwarding it. */
+  when(match: (r: WireRequest) => boolean, answer: Scripted): void;
   /** Stops (down: connections refused) or starts listening again on the same port. */
   setDown(down: boolean): Promise<void>;
 }
@@ -157,7 +163,7 @@ export interface WireProxy {
  */
 export async function wireProxy(defer: (c: Cleanup) => void, target: string): Promise<WireProxy> {
   const requests: WireRequest[] = [];
-  const script: Scripted[] = [];
+  const script: { match: (r: WireRequest) => boolean; answer: Scripted }[] = [];
   const sockets = new Set<import('node:net').Socket>();
   const upstream = new URL(target);
   const server = http.createServer(async (req, res) => {
@@ -172,9 +178,10 @@ export async function wireProxy(defer: (c: Cleanup) => void, target: string): Pr
     }
     const seen: WireRequest = { method: req.method ?? '', path: req.url ?? '', contentType: String(req.headers['content-type'] ?? ''), body, rpc };
     requests.push(seen);
-    const answer = script.shift();
+    const hit = script.findIndex((x) => x.match(seen));
+    const answer = hit >= 0 ? script.splice(hit, 1)[0]!.answer : undefined;
     if (answer === 'hang') return; // the socket is destroyed when the check ends
-    if (answer) {
+    if (answer && answer !== 'lose-answer') {
       Object.assign(seen, { status: answer.status, answer: answer.body });
       res.writeHead(answer.status, { 'content-type': answer.contentType ?? 'application/json' });
       return void res.end(answer.body);
@@ -183,6 +190,7 @@ export async function wireProxy(defer: (c: Cleanup) => void, target: string): Pr
       const chunks: Buffer[] = [];
       up.on('data', (c: Buffer) => chunks.push(c));
       up.on('end', () => Object.assign(seen, { status: up.statusCode, answer: Buffer.concat(chunks).toString('utf8') }));
+      if (answer === 'lose-answer') return void up.on('end', () => res.socket?.destroy());
       res.writeHead(up.statusCode ?? 502, up.headers);
       up.pipe(res);
     });
@@ -207,7 +215,8 @@ export async function wireProxy(defer: (c: Cleanup) => void, target: string): Pr
   return {
     url: `http://127.0.0.1:${port}`,
     requests,
-    next: (answer) => void script.push(answer),
+    next: (answer) => void script.push({ match: () => true, answer }),
+    when: (match, answer) => void script.push({ match, answer }),
     setDown: async (down) => {
       if (down) await close();
       else await listen(port);

@@ -3,18 +3,26 @@
 //
 // RabbitMQ delivers at least once: after a crash or a lost answer the same event comes
 // again, and retries reorder events. upsertCustomers(odoo, events) must:
-//   1. return one Outcome per event, in the same order,
-//   2. write with res.partner `load`, whose "id" column is an external id derived from the
-//      customer (externalId(key)): Odoo creates the record the first time and updates the
-//      same record every later time, in one transaction with its external id,
-//   3. compare versions first: an event whose version is not newer than the one Odoo holds
-//      (field VERSION_FIELD), or than another event for the same customer in the batch,
-//      is 'stale' and is not written,
-//   4. read load's result: `ids: false` means NOTHING was written; `messages` name the bad
-//      rows (message.record = row index). Those are 'rejected' with Odoo's message; write
-//      the others again without them,
-//   5. let OdooError from the client through (the receiver decides what to do).
-// prepareOdoo() creates the custom integer field VERSION_FIELD on res.partner if it is missing.
+//   1. return one Outcome per event, in the same order; an event without a string key, an
+//      integer version and an object as data is 'rejected' as malformed,
+//   2. write the batch with one res.partner `load` call (toRow(): the "id" column is the
+//      customer's external id, externalId(key) = 'pg_bridge.customer_<key>'; then name, email,
+//      phone, city, country (by name), notes as comment, ref 'pg:<key>' and VERSION_FIELD; a
+//      missing or null value is empty). Odoo creates the record the first time and updates the
+//      same record every later time, in one transaction with its external id. 'written'
+//      carries the record's id,
+//   3. compare versions first: an event is 'stale' (`newer` = the version that wins) and is not
+//      written when it is not newer than the version Odoo holds (VERSION_FIELD of the contact
+//      its external id points to, archived contacts too), or than another event for the same
+//      customer in the batch (of equal ones, the first is written),
+//   4. read load's result: `ids: false` means NOTHING was written; its messages of type 'error'
+//      name the bad rows (message.record = the row's index; warnings do not count). Those are
+//      'rejected' with Odoo's message; load the others again without them. When the errors
+//      name no row, every row left is rejected with their messages,
+//   5. let every OdooError from the client through (Odoo down, an answer lost after the commit):
+//      the receiver decides what to do,
+//   6. prepareOdoo() creates the integer field VERSION_FIELD ('x_source_version', with a label)
+//      on res.partner when it is missing, and only then.
 import { pathToFileURL } from 'node:url';
 import type { CustomerEvent } from './02-topology.js';
 import { createOdooClient, type OdooClient } from './04-odoo-client.js';
@@ -42,11 +50,11 @@ function toRow(e: CustomerEvent): string[] {
 }
 
 export async function prepareOdoo(odoo: OdooClient): Promise<void> {
-  const fields = await odoo.execute<Record<string, unknown>>('res.partner', 'fields_get', [[VERSION_FIELD]], { attributes: ['type'] });
+  const fields = await odoo.execute<Record<string, unknown>>('res.partner', 'fields_get', [[VERSION_FIELD]]);
   if (fields[VERSION_FIELD]) return;
-  const [model] = await odoo.execute<{ id: number }[]>('ir.model', 'search_read', [[['model', '=', 'res.partner']]], { fields: ['id'] });
+  const [model] = await odoo.execute<number[]>('ir.model', 'search', [[['model', '=', 'res.partner']]]);
   await odoo.execute('ir.model.fields', 'create', [
-    { model_id: model!.id, name: VERSION_FIELD, field_description: 'Source version (pg bridge)', ttype: 'integer' },
+    { model_id: model, name: VERSION_FIELD, field_description: 'Source version (pg bridge)', ttype: 'integer' },
   ]);
 }
 

@@ -31,6 +31,9 @@ class WorkbookTestRunner {
   }
 
   async init() {
+    // Stryker talks to this child over IPC. When the parent is gone (Ctrl-C on npm run mutation),
+    // the channel closes: stop too, rather than go on checking mutants for nobody.
+    process.once('disconnect', () => process.exit(1));
     if (!this.broker) throw new Error('WORKBOOK_MUTATION_BROKER is not set: run mutation testing through npm run mutation');
     this.runner = await loadRunner();
   }

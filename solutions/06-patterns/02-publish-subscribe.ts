@@ -4,8 +4,9 @@
 // subscribe(url, exchange, onEvent) must:
 //   1. declare `exchange` as a durable fanout exchange,
 //   2. declare a queue of its own for this subscriber: server-named ('') and exclusive, so that
-//      the broker deletes it when the subscriber goes away,
-//   3. bind that queue to the exchange, and consume from it, calling onEvent(text) for each message,
+//      the broker deletes it when the subscriber goes away, however it goes (stop, crash),
+//   3. bind that queue to the exchange, and consume from it, calling onEvent(text) with the text
+//      of each message, in the order they were published,
 //   4. listen for 'error' on the connection,
 //   5. return { stop }, where stop() closes the connection (and with it the queue).
 import amqp from 'amqplib';

@@ -6,9 +6,11 @@
 //   2. declare the service's own queue `queue`, durable quorum, so that events wait there while
 //      the service is down,
 //   3. bind the queue to the exchange once for EVERY pattern in `patterns`,
-//   4. consume with manual acks (prefetch 10), call onEvent(routingKey, text) for each event,
-//      and ack it when the promise onEvent returns resolves (nack it when it rejects),
-//   5. listen for 'error' on the connection,
+//   4. consume with manual acks, at most 10 events in progress at once (prefetch 10), call
+//      onEvent(routingKey, text) for each event, and ack it when the promise onEvent returns
+//      resolves (nack it when it rejects, so that it comes back and is tried again),
+//   5. listen for 'error' on the connection, and skip the null message the consumer gets when the
+//      broker cancels it (its queue was deleted),
 //   6. return { stop }, where stop() cancels the consumer and closes the connection.
 import amqp from 'amqplib';
 import { pathToFileURL } from 'node:url';
