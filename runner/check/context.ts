@@ -337,6 +337,33 @@ export class CheckContext<T = unknown> {
     });
   }
 
+  /**
+   * The learner's function, called while the broker refuses what it declares (the check set that
+   * up), must reject with the broker's error and still close every connection it opened.
+   * `refused` says what the broker refused and why, e.g. `to declare "jobs" (it exists as a classic queue)`.
+   */
+  async expectRefusalPassedOn(label: string, fn: () => Promise<unknown>, refused: { what: string; error: string; link?: string }): Promise<void> {
+    const outcome = await this.call(`${label} while the broker refuses`, async () => {
+      try {
+        await fn();
+        return 'resolved';
+      } catch {
+        return 'rejected';
+      }
+    });
+    if (outcome === 'resolved') {
+      this.fail({
+        summary: `The broker refused ${refused.what}, but ${label} resolved as if all was well.`,
+        expected: `${label} rejects with the broker's error (${refused.error})`,
+        saw: `${label} resolved`,
+        why: 'A caller that is told "done" goes on as if it were. An error you catch and drop is a failure nobody hears of.',
+        fix: 'Do not catch the error, or rethrow it: try { … } finally { await connection.close(); } closes the connection and lets the error through.',
+        link: refused.link,
+      });
+    }
+    await this.expectConnectionsClosed(`${label}, after the broker refused,`);
+  }
+
   // ---- the broker restarting under the learner's feet ------------------------
 
   /** Restarts the broker when the workbook owns it; otherwise notes why not and returns false. */
