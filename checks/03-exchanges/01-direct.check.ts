@@ -6,7 +6,7 @@ import type { GetMessage } from 'amqplib';
 import { defineCheck, type CheckContext } from '../../runner/check/context.js';
 import type * as Exercise from '../../exercises/03-exchanges/01-direct.js';
 import { expectExchange, expectQuorumQueue } from '../../runner/check/topology.js';
-import { callSetup, catchStrays, drainQueues, expectRefusedDeclarationHandled, expectRoutes, refuseNewMessages, type RouteCase, STRAYS } from './support.js';
+import { callSetup, catchStrays, drainQueues, expectClosedAfterFailure, expectRefusedDeclarationHandled, expectRoutes, refuseNewMessages, type RouteCase, STRAYS } from './support.js';
 
 const EXCHANGE = 'app-logs';
 const PUBLISH = `channel.publish('${EXCHANGE}', severity, Buffer.from(text), { persistent: true })`;
@@ -111,6 +111,20 @@ async function checkPublishLog(t: Ctx): Promise<void> {
       link: t.ui('exchanges', EXCHANGE),
     });
   }
+  // A line with the wrong key says more than "too many lines in alerts": name it.
+  for (const m of [...alerts, ...archive]) {
+    const line = lines.find((l) => m.content.equals(Buffer.from(l.text, 'utf8')));
+    if (line && m.fields.routingKey !== line.severity) {
+      t.fail({
+        summary: `publishLog(url, "${line.severity}", …) published with the routing key "${m.fields.routingKey}", not the severity it was given.`,
+        expected: `routing key "${line.severity}" for the ${line.severity} line`,
+        saw: `routing key "${m.fields.routingKey}"`,
+        why: 'The routing key is what the direct exchange routes by: a line published with another severity lands in the queues of that severity.',
+        fix: PUBLISH,
+        link: t.ui('exchanges', EXCHANGE),
+      });
+    }
+  }
   const [info, error] = lines;
   expectLines(t, 'alerts', alerts, [error!]);
   expectLines(t, 'archive', archive, [info!, error!]);
@@ -187,6 +201,6 @@ async function checkRefusedMessage(t: Ctx): Promise<void> {
     });
   }
   t.observe(7, 'saw publishLog() reject when the broker nacked the message');
-  await t.expectConnectionsClosed('publishLog(), after the broker refused the message,');
+  await expectClosedAfterFailure(t, 'publishLog()', 'the message');
   t.observe(8, 'saw no connection left open after publishLog(), confirmed or refused');
 }

@@ -141,8 +141,10 @@ export async function routeMatrix(t: Ctx, exchange: string, cases: RouteCase[], 
       summary: `The checker could not publish to the exchange "${exchange}": ${message}`,
       expected: `an exchange "${exchange}" that publishers can publish to`,
       saw: message,
-      why: 'Applications publish to this exchange. An internal exchange only takes messages from other exchanges, and a full or refusing queue behind it nacks them.',
-      fix: `Declare it as the exercise says, with no other options: channel.assertExchange('${exchange}', <type>, { durable: true })`,
+      why: /internal exchange/.test(message)
+        ? 'Applications publish to this exchange, but an internal exchange takes messages only from other exchanges (through exchange-to-exchange bindings), never from a publisher.'
+        : 'Applications publish to this exchange: the broker must take what they publish there.',
+      fix: `Declare it as the exercise says, without internal: true: channel.assertExchange('${exchange}', <type>, { durable: true })`,
       link: t.ui('exchanges', exchange),
     });
   } finally {
@@ -294,7 +296,8 @@ export async function drainQueues(t: Ctx, queues: string[]): Promise<Map<string,
 }
 
 function unreadable(t: Ctx, queue: string, err: unknown): never {
-  const message = err instanceof Error ? err.message : String(err);
+  // amqplib only says "Channel ended"; the reason is in the close the broker sent.
+  const message = t.lastBrokerError?.message ?? (err instanceof Error ? err.message : String(err));
   const why = /RESOURCE_LOCKED|405/.test(message)
     ? 'It is an exclusive queue of a connection that is still open: only that connection may use it.'
     : /NOT_IMPLEMENTED|540|stream/i.test(message)
@@ -384,18 +387,26 @@ export async function expectRefusedDeclarationHandled(t: Ctx, o: RefusedDeclarat
         : 'Let the error propagate (or rethrow it, or pass it as { cause: err } when you wrap it).',
     });
   }
+  await expectClosedAfterFailure(t, name, 'a declaration');
+  t.observe(o.line, `saw ${name} reject with the broker's error (${message.slice(0, 60)}…) and leave no connection open`);
+}
+
+/**
+ * No connection left open by `name` after it rejected because the broker refused `what`
+ * ("a declaration", "the message"): t.expectConnectionsClosed, with a verdict that says so.
+ */
+export async function expectClosedAfterFailure(t: Ctx, name: string, what: string): Promise<void> {
   try {
-    await t.expectConnectionsClosed(`${name}, after the broker refused a declaration,`);
+    await t.expectConnectionsClosed(`${name}, after the broker refused ${what},`);
   } catch (err) {
     if (!(err instanceof CheckFailure)) throw err;
     t.fail({
       ...err.finding,
-      summary: `When the broker refused a declaration, ${name} rejected, but left its connection open.`,
-      why: 'The code after the refused call never ran, and the connection.close() at the end of the function with it. A service that retries its set-up leaks one connection per attempt, until the broker refuses new ones.',
+      summary: `When the broker refused ${what}, ${name} rejected, but left its connection open.`,
+      why: 'The code after the refused call never ran, and the connection.close() at the end of the function with it. A service that retries leaks one connection per attempt, until the broker refuses new ones.',
       fix: 'Close the connection in a finally block, so that it also happens when a call rejects: const connection = await amqp.connect(url); try { … } finally { await connection.close(); }',
     });
   }
-  t.observe(o.line, `saw ${name} reject with the broker's error (${message.slice(0, 60)}…) and leave no connection open`);
 }
 
 /** Whether an error (or an error it wraps, as `cause`) is the broker's 406 refusal. */
@@ -481,10 +492,10 @@ export async function callSetup(t: Ctx, label: string, fn: () => Promise<unknown
       const swapped = (missingQueue !== undefined && names.exchanges.includes(missingQueue)) || (missingExchange !== undefined && names.queues.includes(missingExchange));
       if (swapped) {
         t.fail({
-          summary: `${label} passed the exchange where bindQueue() takes the queue: the broker looked for a ${missingQueue !== undefined ? `queue named "${missingQueue}"` : `exchange named "${missingExchange}"`} and found none.`,
+          summary: `${label} passed the exchange where bindQueue() takes the queue: the broker looked for ${missingQueue !== undefined ? `a queue named "${missingQueue}"` : `an exchange named "${missingExchange}"`} and found none.`,
           expected: "channel.bindQueue(queue, exchange, key): the queue first",
           saw: message,
-          why: 'bindQueue names the receiving end first, then the exchange it receives from. Swapped, the broker looks for a queue with the exchange\'s name, refuses the binding (404 NOT_FOUND) and closes the channel.',
+          why: 'bindQueue names the receiving end first, then the exchange it receives from. Swapped, the broker looks for a queue named like the exchange (or an exchange named like the queue), refuses the binding (404 NOT_FOUND) and closes the channel.',
           fix: 'channel.bindQueue(queue, exchange, key), e.g. await channel.bindQueue(\'' + (names.queues[0] ?? 'queue') + '\', \'' + (names.exchanges[0] ?? 'exchange') + '\', …)',
         });
       }
