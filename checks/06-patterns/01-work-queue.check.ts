@@ -120,7 +120,8 @@ export default defineCheck<typeof Exercise>(async (t) => {
       summary: `The ${who} worker was handed ${most} tasks at once: it took more than one unacknowledged task at a time.`,
       expected: 'at most 1 task in hand per worker (prefetch 1)',
       saw: `the slow worker held up to ${slow.state.maxAtOnce} task(s) at once, the fast one ${fast.state.maxAtOnce}; split: slow ${s}, fast ${f}`,
-      why: `The tasks a busy worker holds wait inside it, even while another worker is idle; with prefetch ${most}, the slow worker sits on ${most} tasks at a time. Fair dispatch needs a limit of one.`,
+      why: `The tasks a busy worker holds wait inside it, even while another worker is idle; with prefetch ${most}, the ${who} worker sits on ${most} tasks at a time.
+ Fair dispatch needs a limit of one.`,
       fix: 'await channel.prefetch(1) before channel.consume(...).',
       link: t.ui('queues', queue),
     });
@@ -182,7 +183,9 @@ export default defineCheck<typeof Exercise>(async (t) => {
     await fastWorker.stop();
   });
   await t.expectConnectionsClosed('stop()');
+  await t.queue(queue, { why: 'stop() stops one worker; the queue, and the tasks in it, belong to every worker.', fix: 'In stop(), cancel the consumer and close the connection; never delete the queue.' });
   const consumersLeft = await t.consumerCount(queue);
+
   await t.waitFor(async () => (await t.messageCount(queue)) >= 1, 500);
   const left = (await t.takeMessages(queue)).map((m) => m.content.toString());
   if (consumersLeft > 0 || left.join() !== HANG) {

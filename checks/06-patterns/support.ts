@@ -1,7 +1,9 @@
-// Helpers shared by the checks of chapter 6: simulated workers, settling a promise within a
-// time limit, publishing to an exchange, and the two halves of RPC (a reference server for
-// checking the learner's client, a reference client for checking the learner's server),
-// all on the checker's own connection.
+// Helpers shared by the checks of chapter 6: simulated workers, what the learner's start
+// functions return, the broker taking things away (a queue deleted under a consumer, a
+// connection cut), settling a promise within a time limit, publishing to an exchange, and the
+// two halves of RPC (a reference server for checking the learner's client, a reference client
+// for checking the learner's server), all on the checker's own connection.
+
 import { randomUUID } from 'node:crypto';
 import type { Channel, ConsumeMessage, MessageProperties } from 'amqplib';
 import type { CheckContext } from '../../runner/check/context.js';
@@ -83,8 +85,13 @@ export function describeValue(value: unknown): string {
 export function expectMethods(t: CheckContext<unknown>, label: string, value: unknown, methods: string[]): void {
   const missing = methods.filter((m) => typeof (value as Record<string, unknown> | undefined)?.[m] !== 'function');
   if (missing.length === 0) return;
+  const wanted = methods.map((m) => `${m}()`).join(' and ');
+  const isObject = typeof value === 'object' && value !== null;
   t.fail({
-    summary: `${label} returned ${value === undefined ? 'nothing' : describeValue(value)}, not an object with ${methods.map((m) => `${m}()`).join(' and ')}.`,
+    summary: isObject
+      ? `${label} returned an object without ${missing.map((m) => `${m}()`).join(' and ')}.`
+      : `${label} returned ${value === undefined ? 'nothing' : describeValue(value)}, not an object with ${wanted}.`,
+
     expected: `{ ${methods.map((m) => `${m}() { … }`).join(', ')} }`,
     saw: value === undefined ? 'undefined' : `${describeValue(value)}${missing.length < methods.length ? `, without ${missing.join(', ')}` : ''}`,
     why: 'The caller needs these functions to use what you started, and to stop it again.',
@@ -144,7 +151,7 @@ export async function cutConnectionsAndSurvive(t: CheckContext<unknown>, lines: 
 
 export type Settled<T> =
   | { status: 'resolved'; value: T; ms: number }
-  | { status: 'rejected'; error: Error; ms: number }
+  | { status: 'rejected'; error: Error; ms: number; /** What it was rejected with, when not an Error. */ notError?: string }
   | { status: 'pending'; ms: number };
 
 /** How `promise` settles within `limitMs` (it keeps running after a 'pending'). */
@@ -154,8 +161,12 @@ export async function settleWithin<T>(promise: Promise<T>, limitMs: number): Pro
   const outcome = await Promise.race([
     promise.then(
       (value) => ({ status: 'resolved' as const, value }),
-      (err: unknown) => ({ status: 'rejected' as const, error: err instanceof Error ? err : new Error(String(err)) }),
+      (err: unknown) =>
+        err instanceof Error
+          ? { status: 'rejected' as const, error: err }
+          : { status: 'rejected' as const, error: new Error(String(err)), notError: err === undefined ? 'undefined' : describeValue(err) },
     ),
+
     new Promise<{ status: 'pending' }>((r) => (timer = setTimeout(() => r({ status: 'pending' }), limitMs))),
   ]);
   clearTimeout(timer);
@@ -184,6 +195,8 @@ export interface ServerPlan {
   silent?: boolean;
   /** Start the delay only once the reply to this other request has been sent. */
   afterReplyTo?: string;
+  /** Before the real reply, send two replies nobody asked for: one without a correlationId, one with an unknown one. */
+  strays?: boolean;
 }
 
 export interface SeenRequest {
@@ -207,14 +220,19 @@ export async function startReferenceServer(t: CheckContext<unknown>, queue: stri
       if (!msg) return;
       const body = msg.content.toString();
       requests.push({ body, properties: msg.properties, at: Date.now() });
-      const { delayMs = 0, silent = false, afterReplyTo } = plan(body);
+      const { delayMs = 0, silent = false, afterReplyTo, strays = false } = plan(body);
       const { replyTo, correlationId } = msg.properties;
       ch.ack(msg);
       if (silent || !replyTo) return;
       const reply = () => {
         try {
+          if (strays) {
+            ch.sendToQueue(replyTo, Buffer.from('a stray reply without a correlationId'));
+            ch.sendToQueue(replyTo, Buffer.from('a stray reply for nobody'), { correlationId: randomUUID() });
+          }
           ch.sendToQueue(replyTo, Buffer.from(`re: ${body}`), { correlationId });
-          replied.push({ request: body, correlationId, at: Date.now() });
+          replied.push
+({ request: body, correlationId, at: Date.now() });
         } catch {
           // the checker's channel is closing: the check is over
         }

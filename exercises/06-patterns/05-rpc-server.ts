@@ -2,13 +2,16 @@
 // Text: chapters/06-patterns/README.md   Check: npm run check 6.5   Hint: npm run hint 6.5
 //
 // startRpcServer(url, queue, handler) must:
-//   1. declare `queue` as a durable quorum queue and consume it with manual acks (prefetch 10),
+//   1. declare `queue` as a durable quorum queue and consume it with manual acks, at most 10
+//      requests in progress at once (prefetch 10),
 //   2. for each request, call handler(text); when it resolves, publish the reply to the request's
 //      replyTo, with the request's correlationId, and only THEN ack the request,
-//   3. ack a request that has no replyTo without answering it (nobody can get the answer),
-//   4. when the handler rejects, nack the request without requeueing it (it would fail again),
-//   5. listen for 'error' on the connection, and return { stop }, where stop() cancels the
-//      consumer and closes the connection.
+//   3. ack a request that has no replyTo without calling the handler (nobody can get the answer),
+//   4. when the handler rejects, nack the request without requeueing it (it would fail again; the
+//      queue's dead-letter exchange, if it has one, gets it),
+//   5. listen for 'error' on the connection, and skip the null message the consumer gets when the
+//      broker cancels it (its queue was deleted),
+//   6. return { stop }, where stop() cancels the consumer and closes the connection.
 import amqp from 'amqplib';
 import { pathToFileURL } from 'node:url';
 

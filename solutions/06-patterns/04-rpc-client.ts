@@ -4,13 +4,15 @@
 // createRpcClient(url) must open one connection and one channel, and return { call, close }:
 //   1. before any request goes out, consume the pseudo-queue "amq.rabbitmq.reply-to" on that
 //      channel, with { noAck: true } (Direct Reply-to: no reply queue to declare),
-//   2. call(queue, request, timeoutMs) publishes `request` to `queue` on the same channel with a
-//      fresh correlationId and replyTo "amq.rabbitmq.reply-to", and resolves with the text of the
-//      reply that carries the same correlationId, whatever order replies come back in,
+//   2. call(queue, request, timeoutMs) publishes `request` to `queue` on that same channel, with a
+//      fresh correlationId, replyTo "amq.rabbitmq.reply-to" and an expiration of timeoutMs (so
+//      that the broker drops a request nobody picked up in time), and resolves with the text of
+//      the reply that carries the same correlationId, whatever order replies come back in,
 //   3. call() rejects with an Error when no reply came within timeoutMs; a reply that arrives
-//      later (or any reply with an unknown correlationId) is ignored,
-//   4. connection.on('error', …) is registered; close() rejects the calls still waiting and closes
-//      the connection.
+//      later (or any reply with an unknown correlationId, or none) is ignored,
+//   4. listen for 'error' on the connection; once the connection is lost, call() rejects at once
+//      (the channel refuses to publish) instead of waiting for its timeout,
+//   5. close() rejects the calls still waiting, with an Error, and closes the connection.
 import amqp from 'amqplib';
 import { randomUUID } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
@@ -41,10 +43,10 @@ export async function createRpcClient(url: string): Promise<RpcClient> {
     REPLY_TO,
     (msg) => {
       if (msg === null) return;
-      const id = msg.properties.correlationId as string | undefined;
-      const call = id === undefined ? undefined : waiting.get(id);
+      const id = msg.properties.correlationId;
+      const call = waiting.get(id);
       if (!call) return; // a late reply to a call that timed out (or not ours): nobody is waiting, drop it
-      waiting.delete(id!);
+      waiting.delete(id);
       clearTimeout(call.timer);
       call.resolve(msg.content.toString());
     },
