@@ -5,7 +5,7 @@ import { defineCheck } from '../../runner/check/context.js';
 import { expectExchange, expectQuorumQueue } from '../../runner/check/topology.js';
 import { explainError } from '../../runner/check/explain-error.js';
 import type * as Exercise from '../../exercises/01-messaging-concepts/02-wire-up.js';
-import { recordChannelCalls } from './support.js';
+import { recordChannelCalls, ReturnWatch } from './support.js';
 
 export default defineCheck<typeof Exercise>(async (t) => {
   const exchange = 'notifications';
@@ -14,10 +14,11 @@ export default defineCheck<typeof Exercise>(async (t) => {
 
   t.provoke([1, 2, 3], 'called wireUp() on an empty vhost');
   const bindCalls = await recordChannelCalls(t, ['bindQueue', 'bindExchange']);
+  const watch = ReturnWatch.for(t);
   const thrown = await t
     .call('wireUp(url)', async () => {
       try {
-        await t.target.wireUp(t.url);
+        await watch.run(() => t.target.wireUp(t.url));
         return undefined;
       } catch (err) {
         return err as unknown;
@@ -49,6 +50,7 @@ export default defineCheck<typeof Exercise>(async (t) => {
     t.fail(explainError('wireUp(url)', thrown));
   }
   await t.expectConnectionsClosed('wireUp()');
+  watch.expectClosedOnReturn(t, 'wireUp()');
 
   // 1. The exchange.
   await expectExchange(t, exchange, 'direct', `await channel.assertExchange('${exchange}', 'direct', { durable: true })`);
@@ -79,6 +81,17 @@ export default defineCheck<typeof Exercise>(async (t) => {
       saw: `routing key ${keys.map((k) => `"${k}"`).join(', ')}`,
       why: `A direct exchange compares the message's routing key with the binding's, character for character. Messages published as "${key}" match nothing and are dropped.`,
       fix: `await channel.bindQueue('${queue}', '${exchange}', '${key}'), and remove the wrong binding (in the UI, or npm run reset 1.2).`,
+      link: t.ui('exchanges', exchange),
+    });
+  }
+  const extra = keys.filter((k) => k !== key);
+  if (extra.length) {
+    t.fail({
+      summary: `The queue "${queue}" is bound to "${exchange}" with the routing key "${key}", and also with ${extra.map((k) => `"${k}"`).join(', ')}.`,
+      expected: `one binding, routing key "${key}"`,
+      saw: `routing keys ${keys.map((k) => `"${k}"`).join(', ')}`,
+      why: `Every binding is one more door into the queue: a message published to "${exchange}" with the routing key ${extra.map((k) => `"${k}"`).join(' or ')} now lands in "${queue}" too, where the email service reads it as an email. Only messages with routing key "${key}" belong there; any other key must be dropped.`,
+      fix: `Bind it once: await channel.bindQueue('${queue}', '${exchange}', '${key}'). Remove the other binding${extra.length === 1 ? '' : 's'} (in the UI, or npm run reset 1.2).`,
       link: t.ui('exchanges', exchange),
     });
   }
@@ -116,10 +129,11 @@ export default defineCheck<typeof Exercise>(async (t) => {
   await admin.assertExchange(exchange, 'fanout', { durable: true });
   await admin.close();
   t.provoke(4, `re-created "${exchange}" as a fanout exchange, so that declaring it as direct fails (406 PRECONDITION_FAILED)`);
-  await t.expectRefusalPassedOn('wireUp(url)', () => t.target.wireUp(t.url), {
+  await t.expectRefusalPassedOn('wireUp(url)', () => watch.run(() => t.target.wireUp(t.url)), {
     what: `to declare "${exchange}" as a direct exchange (it exists as a fanout one)`,
     error: '406 PRECONDITION_FAILED',
     link: t.ui('exchanges', exchange),
   });
+  watch.expectClosedOnReturn(t, 'wireUp()');
   t.observe(4, "wireUp() rejected with the broker's refusal, and its connection is closed");
 });

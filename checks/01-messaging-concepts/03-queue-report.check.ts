@@ -13,8 +13,9 @@ type T = CheckContext<typeof Exercise>;
 type Line = Exercise.QueueLine;
 
 // What the checker puts in the second vhost. "orders" has a consumer holding one message unacked.
+// Sorted by name, the counts are in no order (neither up nor down), so only a sort by name fits.
 const SEED = [
-  { name: 'invoices', ready: 4, unacked: 0, consumers: 0 },
+  { name: 'invoices', ready: 1, unacked: 0, consumers: 0 },
   { name: 'orders', ready: 2, unacked: 1, consumers: 1 },
   { name: 'returns', ready: 0, unacked: 0, consumers: 0 },
 ];
@@ -23,9 +24,9 @@ const DECOY = 'payments'; // a queue in the sandbox vhost, which a report of the
 const STATS_WAIT_MS = 20_000;
 
 export default defineCheck<typeof Exercise>(async (t) => {
-  const vhost = `${t.vhost}/shop floor`;
+  const vhost = `${t.vhost}/shop floor/east`;
   await t.mgmt.createVhost(vhost, t.broker.username);
-  t.log(`created a second vhost "${vhost}" (its name has a "/" and a space)`);
+  t.log(`created a second vhost "${vhost}" (its name has two "/" and a space)`);
   let connection: ChannelModel | undefined;
   try {
     // 1. Known numbers. Classic queues: a new quorum queue reports its first counts several seconds later.
@@ -100,7 +101,7 @@ export default defineCheck<typeof Exercise>(async (t) => {
 
     // 4. The report that counts. The API's answer is handed over out of order: it happens to be
     //    sorted by name, and the report must be sorted whatever order the API answers in.
-    t.provoke([1, 2, 4], `asked for the report of "${vhost}" (a "/" and a space in its name) with the right credentials, the management URL ending in "/", and the API's list handed over out of order`);
+    t.provoke([1, 2, 4], `asked for the report of "${vhost}" (two "/" and a space in its name) with the right credentials, the management URL ending in "/", and the API's list handed over out of order`);
     const report = await callReport(t, vhost, { reorder: true, trailingSlash: true });
     if (!isDeepStrictEqual(report.outcome.value, EXPECTED)) judgeFailure(t, vhost, report);
     t.observe(1, `your code asked for ${report.requests.map((r) => r.path).join(', ')}`);
@@ -149,9 +150,30 @@ function judgeFailure(t: T, vhost: string, { outcome, requests }: Report): never
     t.fail({
       summary: `The vhost name was not URL-encoded: queueReport() asked for ${split.path}, and the API read the "/" inside the name as a path separator.`,
       expected: `GET ${expectedPath}`,
-      saw: `${split.method} ${split.path} → ${split.status ?? split.error}${split.status === 404 ? ` (to the API: queue "shop floor" in vhost "${t.vhost}", which does not exist)` : ''}`,
+      saw: `${split.method} ${split.path} → ${split.status ?? split.error}${split.status === 404 ? ` (to the API: something under vhost "${t.vhost}", which has no such queue)` : ''}`,
       why: 'In the API\'s URLs each name is exactly one path segment. A "/" in a vhost name (the default vhost is even called "/") must travel as %2F, a space as %20; otherwise the API splits the name and looks up something else.',
       fix: 'Put encodeURIComponent(vhost) in the URL. Not encodeURI(vhost): that one leaves "/" as it is.',
+    });
+  }
+  const doubled = requests.find((r) => r.path.startsWith('//'));
+  if (doubled) {
+    t.fail({
+      summary: `queueReport() asked for ${doubled.path}: the management URL it was given ends with "/", and the URL built from it has "//" before api.`,
+      expected: `GET ${expectedPath}`,
+      saw: `${doubled.method} ${doubled.path} → ${doubled.status ?? doubled.error}`,
+      why: 'A management URL may come with or without a trailing "/" (both are common in configuration). Glued to "/api/…" as it is, the trailing one makes an empty path segment, and the API does not know that path.',
+      fix: "Drop the trailing slashes first: managementUrl.replace(/\\/+$/, '') + '/api/queues/' + encodeURIComponent(vhost)",
+    });
+  }
+  // Some "/" encoded, not all: vhost.replace('/', '%2F') replaces the first one only.
+  const partly = requests.find((r) => r.path !== expectedPath && r.path.replace(/%2F/gi, '/') === expectedPath.replace(/%2F/gi, '/'));
+  if (partly) {
+    t.fail({
+      summary: `Not every "/" of the vhost name was URL-encoded: queueReport() asked for ${partly.path}.`,
+      expected: `GET ${expectedPath}`,
+      saw: `${partly.method} ${partly.path} → ${partly.status ?? partly.error}`,
+      why: `The vhost "${vhost}" has more than one "/". Every one of them must travel as %2F: a raw "/" is a path separator, so the API reads the rest of the name as a queue. A string's replace('/', '%2F') replaces the first one only.`,
+      fix: 'encodeURIComponent(vhost) encodes every "/" (and every space, "%", "?", "#"...): build the URL with it rather than by hand.',
     });
   }
   if (requests.some((r) => r.status === 401)) {
@@ -242,11 +264,16 @@ function judgeFailure(t: T, vhost: string, { outcome, requests }: Report): never
     });
   }
   if (!isDeepStrictEqual(names, EXPECTED.map((e) => e.name))) {
+    const byField = (['messages', 'consumers'] as const).find((f) => isSortedBy(lines as Line[], f));
     t.fail({
-      summary: 'queueReport() has the right queues and counts, but they are not sorted by name.',
+      summary: byField
+        ? `queueReport() has the right queues and counts, but sorted by ${byField}, not by name.`
+        : 'queueReport() has the right queues and counts, but they are not sorted by name.',
       expected: EXPECTED.map((e) => e.name).join(', '),
-      saw: names.join(', '),
-      why: 'Do not rely on the order the API happens to answer in.',
+      saw: byField ? `${lines.map((l) => `${l.name} (${l[byField]})`).join(', ')}` : names.join(', '),
+      why: byField
+        ? `The report is sorted by name, so that a reader finds a queue where the alphabet says it is, whatever its numbers. Compare the names: a.name.localeCompare(b.name), not the ${byField}.`
+        : 'Do not rely on the order the API happens to answer in.',
       fix: 'Sort the lines: .sort((a, b) => a.name.localeCompare(b.name))',
     });
   }
@@ -256,6 +283,13 @@ function judgeFailure(t: T, vhost: string, { outcome, requests }: Report): never
     saw: JSON.stringify(value),
     fix: 'Return plain objects: { name: q.name, messages: q.messages, consumers: q.consumers }.',
   });
+}
+
+/** Whether the lines are in strict order of `field`, up or down (ties prove nothing). */
+function isSortedBy(lines: Line[], field: 'messages' | 'consumers'): boolean {
+  const values = lines.map((l) => l[field]);
+  const pairs = values.slice(1).map((v, i) => [values[i]!, v] as const);
+  return pairs.every(([a, b]) => a < b) || pairs.every(([a, b]) => a > b);
 }
 
 function pathOf(url: string): string {

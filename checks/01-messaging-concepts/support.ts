@@ -1,5 +1,6 @@
 // Helpers for chapter 1's checks that the runner does not have (yet).
 import amqp, { type ChannelModel } from 'amqplib';
+import dc from 'node:diagnostics_channel';
 import type { Socket } from 'node:net';
 import type { CheckContext } from '../../runner/check/context.js';
 import { ignoreSocket } from '../../runner/check/socket-tracker.js';
@@ -83,4 +84,97 @@ export async function recordChannelCalls(t: CheckContext<unknown>, methods: stri
     };
   }
   return { calls, restore: () => originals.forEach(([m, original]) => (proto[m] = original)) };
+}
+
+// ---- closed when the function returns, not a moment later --------------------------------
+
+/**
+ * Runs the code under check and notes which of the connections it opened during the call
+ * were still open the moment it returned. `t.expectConnectionsClosed` allows a short grace
+ * for the close handshake; a function that awaits connection.close() needs none, since
+ * amqplib ends the socket before close() resolves. A connection still open at the return,
+ * but closed a moment later, is a close() nobody awaited.
+ */
+export class ReturnWatch {
+  /** Local ports of the connections that were still open when a wrapped call returned. */
+  late: number[] = [];
+
+  constructor(private readonly amqpPort: number) {}
+
+  static for(t: CheckContext<unknown>): ReturnWatch {
+    return new ReturnWatch(Number(new URL(t.broker.amqpUrl).port || 5672));
+  }
+
+  async run<R>(fn: () => Promise<R>): Promise<R> {
+    const opened: Socket[] = [];
+    const onSocket = (message: unknown) => void opened.push((message as { socket: Socket }).socket);
+    dc.subscribe('net.client.socket', onSocket);
+    try {
+      return await fn();
+    } finally {
+      dc.unsubscribe('net.client.socket', onSocket);
+      for (const s of opened) if (s.remotePort === this.amqpPort && !s.destroyed && !s.writableEnded) this.late.push(s.localPort ?? 0);
+    }
+  }
+
+  /**
+   * Fails when a wrapped call returned before its connection was closed. Call it after
+   * t.expectConnectionsClosed, whose verdict (a connection never closed) comes first.
+   */
+  expectClosedOnReturn(t: CheckContext<unknown>, name: string): void {
+    const late = this.late;
+    this.late = [];
+    if (late.length === 0) return;
+    t.fail({
+      summary: `${name} returned while its connection was still open: it called connection.close() without waiting for it.`,
+      expected: `${name} returns once its connection is closed (await connection.close())`,
+      saw: `the connection from local port ${late.join(', ')} still open when ${name} returned; it closed a moment later`,
+      why: 'close() is asynchronous: it asks the broker to close, and its promise resolves when the broker has answered. Without await, the function reports "done" while the connection is still open, and an error on the way (the connection already closed) becomes an unhandled rejection that can end the process.',
+      fix: 'await connection.close(), in a finally block: try { … } finally { await connection.close(); }',
+      link: t.ui('connections'),
+    });
+  }
+}
+
+// ---- the channel closed before the connection ---------------------------------------------
+
+/** A connection of the code under check that it closed while one of its channels was still open. */
+export interface UnclosedChannel {
+  /** The channel's number on its connection. */
+  channel: number;
+}
+
+/**
+ * Records, until restore(), the channels the code under check left open when it closed their
+ * connection. amqplib's promise and callback APIs share the classes underneath (lib/channel.js,
+ * lib/connection.js), whose closeBecause() every client-side close goes through.
+ */
+export async function recordChannelsLeftOpen(t: CheckContext<unknown>): Promise<{ left: UnclosedChannel[]; restore: () => void }> {
+  const probe = (await t.channel()) as unknown as { connection: object };
+  const connectionProto = Object.getPrototypeOf(probe.connection) as Record<string, (...args: unknown[]) => unknown>;
+  let channelProto = Object.getPrototypeOf(probe) as Record<string, (...args: unknown[]) => unknown> | null;
+  while (channelProto && !Object.prototype.hasOwnProperty.call(channelProto, 'closeBecause')) channelProto = Object.getPrototypeOf(channelProto);
+  await (probe as unknown as { close: () => Promise<void> }).close();
+  if (!channelProto) throw new Error("amqplib's Channel has no closeBecause(): the check needs updating for this amqplib version");
+  const closing = new WeakSet<object>();
+  const left: UnclosedChannel[] = [];
+  const channelClose = channelProto.closeBecause!;
+  const connectionClose = connectionProto.closeBecause!;
+  channelProto.closeBecause = function (this: object, ...args: unknown[]) {
+    closing.add(this);
+    return channelClose.apply(this, args);
+  };
+  connectionProto.closeBecause = function (this: { channels?: ({ channel: object & { ch?: number } } | null)[] }, ...args: unknown[]) {
+    for (const entry of (this.channels ?? []).slice(1)) {
+      if (entry && !closing.has(entry.channel)) left.push({ channel: entry.channel.ch ?? 0 });
+    }
+    return connectionClose.apply(this, args);
+  };
+  return {
+    left,
+    restore: () => {
+      channelProto!.closeBecause = channelClose;
+      connectionProto.closeBecause = connectionClose;
+    },
+  };
 }

@@ -6,7 +6,8 @@ import type { GetMessage } from 'amqplib';
 import { defineCheck, type CheckContext } from '../../runner/check/context.js';
 import type * as Exercise from '../../exercises/03-exchanges/01-direct.js';
 import { expectExchange, expectQuorumQueue } from '../../runner/check/topology.js';
-import { callSetup, catchStrays, drainQueues, expectClosedAfterFailure, expectRefusedDeclarationHandled, expectRoutes, refuseNewMessages, type RouteCase, STRAYS } from './support.js';
+import { bindingsFrom, callSetup, catchStrays, drainQueues, expectClosedAfterFailure, expectRefusedDeclarationHandled, expectRoutes, refuseNewMessages, type RouteCase, STRAYS } from './support.js';
+import { ReturnWatch } from '../01-messaging-concepts/support.js';
 
 const EXCHANGE = 'app-logs';
 const PUBLISH = `channel.publish('${EXCHANGE}', severity, Buffer.from(text), { persistent: true })`;
@@ -14,7 +15,6 @@ const PUBLISH = `channel.publish('${EXCHANGE}', severity, Buffer.from(text), { p
 export default defineCheck<typeof Exercise>(async (t) => {
   t.provoke([1, 2, 3, 4], 'called setupLogRouting(url) on an empty vhost');
   await callSetup(t, 'setupLogRouting(url)', () => t.target.setupLogRouting(t.url), { exchanges: [EXCHANGE], queues: ['alerts', 'archive'] });
-  await t.expectConnectionsClosed('setupLogRouting()');
 
   await expectExchange(t, EXCHANGE, 'direct', `await channel.assertExchange('${EXCHANGE}', 'direct', { durable: true })`);
   t.observe(1, `read "${EXCHANGE}" from the management API: a durable direct exchange`);
@@ -43,6 +43,7 @@ export default defineCheck<typeof Exercise>(async (t) => {
         : `Bind "archive" once per severity it keeps: for (const s of ['info', 'warning', 'error']) await channel.bindQueue('archive', '${EXCHANGE}', s).`,
     [3, 4],
   );
+  await expectNoOtherBindings(t);
 
   await checkPublishLog(t);
   await checkRefusedMessage(t);
@@ -52,6 +53,27 @@ export default defineCheck<typeof Exercise>(async (t) => {
 
 type Ctx = CheckContext<typeof Exercise>;
 
+/** The severities each queue is bound for, and no other: a binding for a key no line has yet still lets such lines in. */
+const WANTED: Record<string, string[]> = { alerts: ['error'], archive: ['info', 'warning', 'error'] };
+
+async function expectNoOtherBindings(t: Ctx): Promise<void> {
+  const bindings = (await bindingsFrom(t, EXCHANGE)).filter((b) => b.destination_type === 'queue');
+  for (const [queue, keys] of Object.entries(WANTED)) {
+    const extra = [...new Set(bindings.filter((b) => b.destination === queue && !keys.includes(b.routing_key)).map((b) => b.routing_key))];
+    if (extra.length === 0) continue;
+    const all = [...new Set(bindings.filter((b) => b.destination === queue).map((b) => b.routing_key))];
+    t.fail({
+      summary: `"${queue}" is also bound with ${extra.map((k) => `"${k}"`).join(', ')}: it receives ${extra.map((k) => `"${k}"`).join(' and ')} lines too, but it wants ${keys.map((k) => `"${k}"`).join(', ')} only.`,
+      expected: `"${queue}" bound with ${keys.map((k) => `"${k}"`).join(', ')}`,
+      saw: `"${queue}" bound with ${all.map((k) => `"${k}"`).join(', ')}`,
+      why: `A direct exchange delivers a line to every queue bound with its routing key. Each extra binding is one more kind of line in "${queue}": ${queue === 'alerts' ? 'whoever is paged for every alert gets lines nobody asked to be woken up for' : 'the archive keeps what it was told to leave out'}. A severity nobody asked for belongs nowhere: the exchange drops it.`,
+      fix: `Bind "${queue}" with exactly these keys: ${keys.map((k) => `channel.bindQueue('${queue}', '${EXCHANGE}', '${k}')`).join('; ')}. Remove the other binding${extra.length === 1 ? '' : 's'} (npm run reset 3.1).`,
+      link: t.ui('queues', queue),
+    });
+  }
+  t.observe([3, 4], `read the bindings of "${EXCHANGE}": ${Object.entries(WANTED).map(([q, k]) => `"${q}" bound with ${k.join(', ')}`).join('; ')}, nothing else`);
+}
+
 /** Two lines through the learner's publisher; where they land, their bytes, order and properties. */
 async function checkPublishLog(t: Ctx): Promise<void> {
   const n = Math.floor(Math.random() * 90) + 10;
@@ -60,17 +82,22 @@ async function checkPublishLog(t: Ctx): Promise<void> {
     { severity: 'info', text: `cache warmed on web-${n} in 120 ms ✓` },
     { severity: 'error', text: `disk full on db-${n}: 0 octets left ⚠` },
   ];
-  await catchStrays(t, EXCHANGE, lines.map((l) => l.severity));
-  t.provoke([6, 7, 8], `called publishLog() twice, for an "info" and an "error" line, with texts that are not plain ASCII`);
-  for (const { severity, text } of lines) {
-    await t.call(`publishLog(url, "${severity}", ${JSON.stringify(text)})`, () => t.target.publishLog(t.url, severity, text));
+  // A severity no queue is bound for, in capitals as some applications write it: the exchange
+  // must get it as it is (keys are case-sensitive) and drop it; the checker's net catches it.
+  const shouted = { severity: 'ERROR', text: `LEGACY BATCH ${n} ABORTED` };
+  await catchStrays(t, EXCHANGE, [...lines, shouted].map((l) => l.severity));
+  t.provoke([6, 7, 8], `called publishLog() three times: an "info" and an "error" line with texts that are not plain ASCII, then an "ERROR" line, a key no queue is bound for`);
+  const watch = ReturnWatch.for(t);
+  for (const { severity, text } of [...lines, shouted]) {
+    await t.call(`publishLog(url, "${severity}", ${JSON.stringify(text)})`, () => watch.run(() => t.target.publishLog(t.url, severity, text)));
     await t.expectConnectionsClosed('publishLog()');
+    watch.expectClosedOnReturn(t, 'publishLog()');
   }
-  const held = await drainQueues(t, ['alerts', 'archive', STRAYS, ...lines.map((l) => l.severity)]);
+  const held = await drainQueues(t, ['alerts', 'archive', STRAYS, ...[...lines, shouted].map((l) => l.severity)]);
   t.observe([6, 7], 'read "alerts" and "archive" (and the checker\'s nets for stray messages)');
 
   // Published the wrong way: say how, from where the message was caught.
-  const viaDefault = lines.flatMap((l) => held.get(l.severity)!);
+  const viaDefault = [...lines, shouted].flatMap((l) => held.get(l.severity)!);
   if (viaDefault.length) {
     const m = viaDefault[0]!;
     t.fail({
@@ -82,7 +109,9 @@ async function checkPublishLog(t: Ctx): Promise<void> {
       link: t.ui('exchanges', EXCHANGE),
     });
   }
-  const strays = held.get(STRAYS)!;
+  // The "ERROR" line belongs there (its body is judged with the others, in the queues).
+  const isShouted = (m: GetMessage) => m.fields.routingKey === shouted.severity;
+  const strays = held.get(STRAYS)!.filter((m) => !isShouted(m));
   if (strays.length) {
     const m = strays[0]!;
     t.fail({
@@ -100,8 +129,8 @@ async function checkPublishLog(t: Ctx): Promise<void> {
     const others = (await t.mgmt.exchanges(t.vhost)).filter((x) => x.name !== '' && !x.name.startsWith('amq.') && ![EXCHANGE, STRAYS].includes(x.name));
     t.fail({
       summary: others.length
-        ? `publishLog() resolved twice, but neither line went through "${EXCHANGE}": there is another exchange, ${others.map((x) => `"${x.name}"`).join(', ')}.`
-        : `publishLog() resolved twice, but neither line reached the broker: they were lost on the way.`,
+        ? `publishLog() resolved for the "info" and the "error" line, but neither went through "${EXCHANGE}": there is another exchange, ${others.map((x) => `"${x.name}"`).join(', ')}.`
+        : `publishLog() resolved for the "info" and the "error" line, but neither reached the broker: they were lost on the way.`,
       expected: `the "info" line in "archive", the "error" line in "archive" and "alerts"`,
       saw: `both queues empty, and nothing published to the default exchange or to "${EXCHANGE}"`,
       why: others.length
@@ -113,17 +142,32 @@ async function checkPublishLog(t: Ctx): Promise<void> {
   }
   // A line with the wrong key says more than "too many lines in alerts": name it.
   for (const m of [...alerts, ...archive]) {
-    const line = lines.find((l) => m.content.equals(Buffer.from(l.text, 'utf8')));
+    const line = [...lines, shouted].find((l) => m.content.equals(Buffer.from(l.text, 'utf8')));
     if (line && m.fields.routingKey !== line.severity) {
+      const recased = m.fields.routingKey.toLowerCase() === line.severity.toLowerCase();
       t.fail({
-        summary: `publishLog(url, "${line.severity}", …) published with the routing key "${m.fields.routingKey}", not the severity it was given.`,
-        expected: `routing key "${line.severity}" for the ${line.severity} line`,
-        saw: `routing key "${m.fields.routingKey}"`,
-        why: 'The routing key is what the direct exchange routes by: a line published with another severity lands in the queues of that severity.',
+        summary: recased
+          ? `publishLog(url, "${line.severity}", …) published with the routing key "${m.fields.routingKey}": it changed the case of the severity it was given.`
+          : `publishLog(url, "${line.severity}", …) published with the routing key "${m.fields.routingKey}", not the severity it was given.`,
+        expected: `routing key "${line.severity}" for the ${line.severity} line${line === shouted ? ' (no queue is bound for it, so the exchange drops it)' : ''}`,
+        saw: `routing key "${m.fields.routingKey}", so it landed in "${m.fields.routingKey === 'error' ? 'alerts" and "archive' : 'archive'}"`,
+        why: recased
+          ? `A direct exchange compares routing keys character for character: "${line.severity}" and "${m.fields.routingKey}" are two keys. Which keys a queue takes is decided where it is bound (bind "${line.severity}" too if you want those lines), not by a publisher that rewrites what its caller gave it.`
+          : 'The routing key is what the direct exchange routes by: a line published with another severity lands in the queues of that severity.',
         fix: PUBLISH,
         link: t.ui('exchanges', EXCHANGE),
       });
     }
+  }
+  if (!held.get(STRAYS)!.some(isShouted)) {
+    t.fail({
+      summary: `publishLog(url, "${shouted.severity}", …) resolved, but no line with the routing key "${shouted.severity}" reached "${EXCHANGE}".`,
+      expected: `the line published to "${EXCHANGE}" with the routing key "${shouted.severity}" (the checker catches what no binding takes)`,
+      saw: 'no such message anywhere in the vhost',
+      why: 'publishLog() publishes every line it is given, with its severity as it is. Which severities are kept is decided by the bindings: here none takes it, so the exchange drops it. A publisher that filters or renames severities itself makes a new severity disappear without anyone deciding so.',
+      fix: PUBLISH,
+      link: t.ui('exchanges', EXCHANGE),
+    });
   }
   const [info, error] = lines;
   expectLines(t, 'alerts', alerts, [error!]);
@@ -139,7 +183,8 @@ function expectLines(t: Ctx, queue: string, got: GetMessage[], want: { severity:
     const sameCount = got.length === want.length;
     const reordered = sameCount && want.every((w) => got.some((m) => m.content.equals(Buffer.from(w.text, 'utf8'))));
     const asJson = sameCount && got.every((m, i) => m.content.toString('utf8') === JSON.stringify(want[i]!.text));
-    const otherEncoding = sameCount && !asJson && got.every((m, i) => m.content.toString('latin1') === want[i]!.text || m.content.toString('utf16le') === want[i]!.text);
+    const encodings: BufferEncoding[] = ['latin1', 'ascii', 'utf16le'];
+    const otherEncoding = sameCount && !asJson && got.every((m, i) => encodings.some((e) => m.content.equals(Buffer.from(want[i]!.text, e)) || m.content.toString(e) === want[i]!.text));
     t.fail({
       summary: reordered
         ? `"${queue}" holds the lines in another order than publishLog() published them.`
@@ -183,9 +228,10 @@ function expectLines(t: Ctx, queue: string, got: GetMessage[], want: { severity:
 /** The broker refuses the next line: publishLog() must reject, and still close its connection. */
 async function checkRefusedMessage(t: Ctx): Promise<void> {
   await refuseNewMessages(t, 'alerts', [7, 8]);
+  const watch = ReturnWatch.for(t);
   const outcome = await t.call('publishLog(url, "error", …) while "alerts" refuses new messages', async () => {
     try {
-      await t.target.publishLog(t.url, 'error', 'refused: the alerts queue is full');
+      await watch.run(() => t.target.publishLog(t.url, 'error', 'refused: the alerts queue is full'));
       return 'resolved';
     } catch {
       return 'rejected';
@@ -202,5 +248,6 @@ async function checkRefusedMessage(t: Ctx): Promise<void> {
   }
   t.observe(7, 'saw publishLog() reject when the broker nacked the message');
   await expectClosedAfterFailure(t, 'publishLog()', 'the message');
+  watch.expectClosedOnReturn(t, 'publishLog()');
   t.observe(8, 'saw no connection left open after publishLog(), confirmed or refused');
 }

@@ -15,7 +15,6 @@ const BIND = `await channel.bindExchange('${BILLING}', '${SHOP}', 'payment.#')`;
 export default defineCheck<typeof Exercise>(async (t) => {
   t.provoke([1, 2, 3], 'called wireBilling(url) on an empty vhost');
   await callSetup(t, 'wireBilling(url)', () => t.target.wireBilling(t.url), { exchanges: [SHOP, BILLING], queues: QUEUES });
-  await t.expectConnectionsClosed('wireBilling()');
 
   await expectExchange(t, SHOP, 'topic', `await channel.assertExchange('${SHOP}', 'topic', { durable: true })`);
   await expectExchange(t, BILLING, 'fanout', `await channel.assertExchange('${BILLING}', 'fanout', { durable: true })`);
@@ -67,6 +66,7 @@ export default defineCheck<typeof Exercise>(async (t) => {
   const shopCases: RouteCase[] = [
     { key: 'payment.captured', expect: both, because: 'A payment event: "payment" and one more word.' },
     { key: 'payment.refund.issued', expect: both, because: 'A payment event too, with two more words: only # matches more than one word.' },
+    { key: 'payment.refund.issued.eu', expect: both, because: 'Three more words: still a payment event. # matches any number of words; a fixed number of * does not.' },
     { key: 'payment', expect: both, because: '"payment" followed by nothing: # matches zero words, * does not.' },
     { key: 'order.created', expect: [], because: 'Not a payment: billing does not want it.' },
     { key: 'order.payment.failed', expect: [], because: 'This key starts with "order", not "payment".' },
@@ -77,6 +77,30 @@ export default defineCheck<typeof Exercise>(async (t) => {
   // The billing team's own services publish straight to "billing".
   await expectRoutes(t, BILLING, [{ key: 'manual-adjustment', expect: both, because: `A fanout delivers whatever is published to "${BILLING}" to every bound queue.` }], advice, 1);
   t.note(`Payment events travel ${SHOP} → ${BILLING} → ${QUEUES.join(' and ')}; other events stay out.`);
+
+  // Routing right is not all: one pattern, one direction.
+  const back = (await bindingsFrom(t, BILLING)).filter((b) => b.destination === SHOP && b.destination_type === 'exchange');
+  if (back.length) {
+    t.fail({
+      summary: `"${BILLING}" is bound to "${SHOP}" both ways: besides "${SHOP}" → "${BILLING}", there is a binding from "${BILLING}" back to "${SHOP}".`,
+      expected: `one direction: source "${SHOP}" → destination "${BILLING}"`,
+      saw: `also source "${BILLING}" → destination "${SHOP}" (pattern "${back[0]!.routing_key}")`,
+      why: `One bindExchange(destination, source, pattern) call binds one direction. The reverse binding feeds what the billing team publishes to "${BILLING}" into the shop's exchange, where every shop queue bound for those keys gets it: the shop never asked for billing's messages.`,
+      fix: `Keep only ${BIND}, and remove the other (await channel.unbindExchange('${SHOP}', '${BILLING}', '${back[0]!.routing_key}'), or npm run reset 3.6).`,
+      link: t.ui('exchanges', BILLING),
+    });
+  }
+  if (e2e.length > 1) {
+    t.fail({
+      summary: `"${BILLING}" is bound to "${SHOP}" ${e2e.length} times (${e2e.map((b) => `"${b.routing_key}"`).join(', ')}); the task asks for one pattern that takes every payment event.`,
+      expected: `one exchange-to-exchange binding, pattern "payment.#"`,
+      saw: e2e.map((b) => `"${SHOP}" → "${BILLING}" with "${b.routing_key}"`).join(', '),
+      why: `"payment" followed by any number of words, even none, is exactly what # says after payment: payment.# takes "payment", "payment.captured" and "payment.refund.issued.eu" alike. Every other pattern either repeats part of it, or lets in events that are not payments.`,
+      fix: `${BIND}, and remove the other bindings (npm run reset 3.6).`,
+      link: t.ui('exchanges', SHOP),
+    });
+  }
+  t.observe(2, `read the bindings between "${SHOP}" and "${BILLING}" again: one pattern, one direction`);
 
   await expectRefusedDeclarationHandled(t, { line: 4, label: 'wireBilling(url)', call: () => t.target.wireBilling(t.url), exchange: BILLING, type: 'fanout' });
 });

@@ -10,6 +10,7 @@ import type { ContractRef } from '../../runner/check/contract.js';
 import { CheckFailure } from '../../runner/check/verdict.js';
 import type { Channel, GetMessage } from 'amqplib';
 import type { BindingInfo } from '../../runner/broker/management.js';
+import { ReturnWatch } from '../01-messaging-concepts/support.js';
 
 type Ctx = CheckContext<unknown>;
 
@@ -339,35 +340,94 @@ export async function expectRefusedDeclarationHandled(t: Ctx, o: RefusedDeclarat
   await ch.assertExchange(o.exchange, decoy, { durable: true });
   await ch.close().catch(() => undefined);
   t.provoke(o.line, `replaced the exchange "${o.exchange}" with a ${decoy} exchange of the same name, so that the broker refuses to declare it as a ${o.type} exchange (406 PRECONDITION_FAILED)`);
+  await expectRefusalPassedOn(t, o, {
+    while: `"${o.exchange}" exists as a ${decoy} exchange`,
+    kind: 'exchange',
+    name: o.exchange,
+    redeclared: async () => (await t.mgmt.exchange(t.vhost, o.exchange))?.type === o.type,
+    now: async () => `"${o.exchange}" is still a ${(await t.mgmt.exchange(t.vhost, o.exchange))?.type ?? 'missing'} exchange`,
+    declare: `channel.assertExchange('${o.exchange}', '${o.type}', { durable: true })`,
+    brokerError: `406 (PRECONDITION-FAILED) … inequivalent arg 'type' for exchange '${o.exchange}'`,
+  });
+}
+
+export interface RefusedQueue {
+  /** The contract line that promises to close the connection and pass the error on. */
+  line: ContractRef;
+  /** How the call is shown, e.g. "setupBroadcast(url)". */
+  label: string;
+  call: () => Promise<unknown>;
+  /** A quorum queue the code under check declares. */
+  queue: string;
+}
+
+/**
+ * Replaces the quorum queue `queue` with a classic queue of the same name, so that the code
+ * under check gets 406 PRECONDITION_FAILED when it declares it, further into the function
+ * than the first declaration; expects the function to reject with that error and to leave
+ * no connection open (a try/catch around one step, which logs and goes on, fails here).
+ * Then puts the quorum queue back.
+ */
+export async function expectRefusedQueueHandled(t: Ctx, o: RefusedQueue): Promise<void> {
+  const ch = await t.channel();
+  await ch.deleteQueue(o.queue);
+  await ch.assertQueue(o.queue, { durable: true });
+  await ch.close().catch(() => undefined);
+  t.provoke(o.line, `replaced the queue "${o.queue}" with a classic queue of the same name, so that the broker refuses to declare it as a quorum queue (406 PRECONDITION_FAILED)`);
+  const type = async () => (await t.mgmt.queue(t.vhost, o.queue))?.type ?? 'missing';
+  await expectRefusalPassedOn(t, o, {
+    while: `"${o.queue}" exists as a classic queue`,
+    kind: 'queue',
+    name: o.queue,
+    redeclared: async () => (await type()) === 'quorum',
+    now: async () => `"${o.queue}" is still a ${await type()} queue`,
+    declare: `channel.assertQueue('${o.queue}', { durable: true, arguments: { 'x-queue-type': 'quorum' } })`,
+    brokerError: `406 (PRECONDITION-FAILED) … inequivalent arg 'x-queue-type' for queue '${o.queue}'`,
+  });
+  const restore = await t.channel();
+  await restore.deleteQueue(o.queue);
+  await restore.assertQueue(o.queue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+  await restore.close().catch(() => undefined);
+  t.log(`put the quorum queue "${o.queue}" back`);
+}
+
+/** The common part: the call rejects with the broker's 406, and leaves no connection open, at once. */
+async function expectRefusalPassedOn(
+  t: Ctx,
+  o: { line: ContractRef; label: string; call: () => Promise<unknown> },
+  r: { while: string; kind: 'exchange' | 'queue'; name: string; redeclared: () => Promise<boolean>; now: () => Promise<string>; declare: string; brokerError: string },
+): Promise<void> {
   const name = o.label.replace(/\(.*$/, '()');
-  const outcome = await t.call(`${o.label}, while "${o.exchange}" exists as a ${decoy} exchange`, async () => {
+  const watch = ReturnWatch.for(t);
+  const outcome = await t.call(`${o.label}, while ${r.while}`, async () => {
     try {
-      await o.call();
+      await watch.run(o.call);
       return { rejected: false as const };
     } catch (err) {
       return { rejected: true as const, err };
     }
   });
-  const declare = `channel.assertExchange('${o.exchange}', '${o.type}', { durable: true })`;
   if (!outcome.rejected) {
-    const now = await t.mgmt.exchange(t.vhost, o.exchange);
-    if (now?.type === o.type) {
+    if (await r.redeclared()) {
       t.fail({
-        summary: `${name} deleted the existing exchange "${o.exchange}" and declared it again, instead of failing when the broker refused the declaration.`,
-        expected: `${name} rejects with the broker's error (406 PRECONDITION_FAILED) and leaves "${o.exchange}" as it found it`,
-        saw: `${name} resolved, and "${o.exchange}" is now a new ${o.type} exchange`,
-        why: 'Deleting an exchange also deletes every binding other applications made to it: their queues silently stop receiving messages. An exchange of the wrong type is a mistake a person must look at.',
-        fix: `Declare it with ${declare} and let a refusal reject the call; never delete shared exchanges in setup code.`,
-        link: t.ui('exchanges', o.exchange),
+        summary: `${name} deleted the existing ${r.kind} "${r.name}" and declared it again, instead of failing when the broker refused the declaration.`,
+        expected: `${name} rejects with the broker's error (406 PRECONDITION_FAILED) and leaves "${r.name}" as it found it`,
+        saw: `${name} resolved, and "${r.name}" is now a new ${r.kind}`,
+        why:
+          r.kind === 'exchange'
+            ? 'Deleting an exchange also deletes every binding other applications made to it: their queues silently stop receiving messages. An exchange of the wrong type is a mistake a person must look at.'
+            : 'Deleting a queue deletes every message waiting in it, and the bindings other applications made to it. A queue declared otherwise is a mistake a person must look at.',
+        fix: `Declare it with ${r.declare} and let a refusal reject the call; never delete shared ${r.kind === 'exchange' ? 'exchanges' : 'queues'} in setup code.`,
+        link: t.ui(r.kind === 'exchange' ? 'exchanges' : 'queues', r.name),
       });
     }
     t.fail({
-      summary: `The broker refused to declare "${o.exchange}" (406 PRECONDITION_FAILED), but ${name} resolved as if everything were in place.`,
+      summary: `The broker refused to declare "${r.name}" (406 PRECONDITION_FAILED), but ${name} resolved as if everything were in place.`,
       expected: `${name} rejects with the broker's error`,
-      saw: `${name} resolved; "${o.exchange}" is still a ${now?.type ?? 'missing'} exchange`,
+      saw: `${name} resolved; ${await r.now()}`,
       why: 'The caller believes the routing is set up, and publishes into a topology that does not exist. An error swallowed in a catch block (or logged and forgotten) hides the one message that says what is wrong.',
       fix: 'Do not catch the error, or rethrow it after logging: try { … } finally { await connection.close(); } closes the connection and passes the error on.',
-      link: t.ui('exchanges', o.exchange),
+      link: t.ui(r.kind === 'exchange' ? 'exchanges' : 'queues', r.name),
     });
   }
   const message = outcome.err instanceof Error ? outcome.err.message : String(outcome.err);
@@ -377,7 +437,7 @@ export async function expectRefusedDeclarationHandled(t: Ctx, o: RefusedDeclarat
       summary: closedTwice
         ? `When the broker refused a declaration, ${name} rejected with "${message}" instead of the broker's error: it closed a channel the broker had already closed.`
         : `When the broker refused a declaration, ${name} rejected with an error that no longer says why: "${message}".`,
-      expected: `the broker's error: 406 (PRECONDITION-FAILED) … inequivalent arg 'type' for exchange '${o.exchange}'`,
+      expected: `the broker's error: ${r.brokerError}`,
       saw: `"${message}"`,
       why: closedTwice
         ? 'A refused declaration closes the channel. channel.close() in a finally block then throws "Channel closed", which replaces the broker\'s error, and the lines after it (connection.close()) never run.'
@@ -388,6 +448,7 @@ export async function expectRefusedDeclarationHandled(t: Ctx, o: RefusedDeclarat
     });
   }
   await expectClosedAfterFailure(t, name, 'a declaration');
+  watch.expectClosedOnReturn(t, name);
   t.observe(o.line, `saw ${name} reject with the broker's error (${message.slice(0, 60)}…) and leave no connection open`);
 }
 
@@ -479,12 +540,14 @@ export async function catchStrays(t: Ctx, exchange: string, keys: string[]): Pro
 /**
  * t.call for a set-up function, with one mistake named before the generic explanation: the
  * queue and the exchange swapped in bindQueue(queue, exchange, key), which the broker reports
- * as a missing queue named like an exchange (or a missing exchange named like a queue).
+ * as a missing queue named like an exchange (or a missing exchange named like a queue). Then
+ * expects its connection closed by the time it returned (ReturnWatch).
  */
 export async function callSetup(t: Ctx, label: string, fn: () => Promise<unknown>, names: { exchanges: string[]; queues: string[] }): Promise<void> {
+  const watch = ReturnWatch.for(t);
   await t.call(label, async () => {
     try {
-      await fn();
+      await watch.run(fn);
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       const missingQueue = /NOT[_-]FOUND - no queue '([^']*)'/.exec(message)?.[1];
@@ -502,4 +565,7 @@ export async function callSetup(t: Ctx, label: string, fn: () => Promise<unknown
       throw err;
     }
   });
+  const name = label.replace(/\(.*$/, '()');
+  await t.expectConnectionsClosed(name);
+  watch.expectClosedOnReturn(t, name);
 }
