@@ -1,8 +1,17 @@
-// Check 4.1: publishAll() puts every message of a batch in a durable quorum queue, and
-// when the broker refuses part of a batch (the checker makes it: max-length policy with
-// overflow reject-publish), it rejects and says how many messages were refused.
-import { defineCheck } from '../../runner/check/context.js';
+// Check 4.1: publishAll() puts every text of a batch, in order and persistent, in a durable
+// quorum queue, all published before the first confirm is awaited. When the broker refuses
+// part of a batch (a max-length policy with overflow reject-publish: the queue takes one
+// message and nacks the rest), it rejects and says how many of how many. When the broker
+// refuses the queue's declaration (406), it passes the error on and closes its connection.
+import type { GetMessage } from 'amqplib';
+import { defineCheck, type CheckContext } from '../../runner/check/context.js';
+import { expectQuorumQueue } from '../../runner/check/topology.js';
 import type * as Exercise from '../../exercises/04-producers/01-publish-all.js';
+import { confirmWindows, expectClosed, expectRefusedQueueHandled, refuseNewMessages, messageOf, settle, type ConfirmReport } from './support.js';
+
+type Ctx = CheckContext<typeof Exercise>;
+
+const PUBLISH = "channel.sendToQueue(queue, Buffer.from(text), { persistent: true }, (err) => (err ? reject(err) : resolve()))";
 
 export default defineCheck<typeof Exercise>(async (t) => {
   const queue = 'orders';
@@ -10,81 +19,174 @@ export default defineCheck<typeof Exercise>(async (t) => {
   const first = [1, 2, 3, 4, 5].map((i) => `order ${tag}-${i}`);
 
   // 1. A batch the broker accepts.
-  await t.call(`publishAll(url, "${queue}", [5 texts])`, () => t.target.publishAll(t.url, queue, first));
-  await t.expectConnectionsClosed('publishAll()');
-  const q = await t.queue(queue);
-  if (q.type !== 'quorum' || !q.durable) {
+  t.provoke([1, 2, 3], `called publishAll(url, "${queue}", [${first.length} texts]) on an empty vhost`);
+  confirmWindows.reset();
+  await t.call(`publishAll(url, "${queue}", [${first.length} texts])`, () => t.target.publishAll(t.url, queue, first));
+  const window = confirmWindows.report();
+  await expectClosed(t, 'publishAll()');
+
+  const q = await expectQuorumQueue(t, queue);
+  if (!q.durable) {
     t.fail({
-      summary: `The queue "${queue}" is not a durable quorum queue.`,
-      expected: "durable: true, arguments: { 'x-queue-type': 'quorum' }",
-      saw: `durable: ${q.durable}, type: ${q.type ?? 'classic'}`,
+      summary: `The queue "${queue}" is not durable.`,
+      expected: 'durable: true',
+      saw: 'durable: false',
       fix: `channel.assertQueue('${queue}', { durable: true, arguments: { 'x-queue-type': 'quorum' } })`,
       link: t.ui('queues', queue),
     });
   }
-  const kept = await t.messageCount(queue);
-  if (kept !== first.length) {
+  t.observe(1, `read "${queue}" from the management API: a durable quorum queue`);
+
+  const messages = await t.takeMessages(queue, first.length + 5);
+  if (messages.length < first.length) {
+    // Lost on the way: say why, when amqplib's bookkeeping shows it.
+    expectConfirmChannel(t, window);
+    expectAllConfirmed(t, window);
+  }
+  expectBatch(t, queue, messages, first);
+  t.observe(2, `took the ${messages.length} messages from "${queue}": the texts byte for byte, in order, each persistent`);
+  expectNoWaitInBetween(t, window, first.length);
+  t.observe(2, `read amqplib's confirm bookkeeping: up to ${window.maxUnconfirmed} messages were waiting for their confirm at once`);
+  expectAllConfirmed(t, window);
+  t.observe(3, `all ${first.length} messages were in "${queue}" when publishAll() resolved, and none was still waiting for its confirm`);
+
+  // 2. The broker refuses part of the next batch.
+  await checkRefusedBatch(t, queue, tag);
+
+  // 3. The broker refuses the queue's declaration.
+  await expectRefusedQueueHandled(t, { line: 5, name: 'publishAll()', queue: 'invoices', call: () => t.target.publishAll(t.url, 'invoices', [`invoice ${tag}`]) });
+});
+
+/** The queue holds the texts, byte for byte, in order, each once and persistent. */
+function expectBatch(t: Ctx, queue: string, messages: GetMessage[], texts: string[]): void {
+  const bodies = messages.map((m) => m.content.toString());
+  if (messages.length === 0) {
     t.fail({
-      summary: `publishAll() returned, but the queue "${queue}" holds ${kept} of the ${first.length} messages.`,
-      expected: `${first.length} messages`,
-      saw: `${kept} messages`,
+      summary: `publishAll() resolved, but the queue "${queue}" is empty.`,
+      expected: `${texts.length} messages`,
+      saw: '0 messages',
       why: 'A message that is still in the client when the connection closes is lost. Only the confirm tells you the broker has it.',
-      fix: 'Publish on a confirm channel and wait for every confirm before closing.',
+      fix: `Publish on a confirm channel, and wait for every confirm before closing: ${PUBLISH}, then await Promise.allSettled(...).`,
       link: t.ui('queues', queue),
     });
   }
-  // Look at the messages without removing them: take them, then put them back in order.
-  const messages = await t.takeMessages(queue, first.length);
-  await t.publish(queue, messages.map((m) => m.content), { persistent: true, contentType: 'text/plain' });
-  const bodies = messages.map((m) => m.content.toString());
-  if (bodies.join('|') !== first.join('|')) {
-    t.fail({ summary: 'The messages in the queue are not the texts, in order.', expected: first.join(', '), saw: bodies.join(', '), fix: 'Publish Buffer.from(text) for each text, in order.' });
-  }
-  const transient = messages.filter((m) => m.properties.deliveryMode !== 2).length;
-  if (transient > 0) {
+  const same = messages.length === texts.length && messages.every((m, i) => m.content.equals(Buffer.from(texts[i]!)));
+  if (!same) {
+    const reordered = messages.length === texts.length && texts.every((x) => bodies.includes(x));
+    const quoted = messages.length === texts.length && bodies.every((b, i) => b === JSON.stringify(texts[i]));
     t.fail({
-      summary: `${transient} of the messages were not published as persistent.`,
-      expected: 'deliveryMode 2 on every message',
-      saw: `deliveryMode ${messages[0]?.properties.deliveryMode ?? 'not set'}`,
-      why: 'Say what you mean on every message: a transient message in a classic queue does not survive a restart.',
-      fix: 'Pass { persistent: true } to every sendToQueue.',
+      summary: reordered
+        ? `The queue "${queue}" holds the texts in another order than they were given.`
+        : quoted
+          ? 'publishAll() published each text JSON-encoded, in quotes, instead of the text itself.'
+          : messages.length > texts.length
+            ? `publishAll() was given ${texts.length} texts, but the queue "${queue}" holds ${messages.length} messages.`
+            : messages.length < texts.length
+              ? `publishAll() resolved, but the queue "${queue}" holds ${messages.length} of the ${texts.length} messages.`
+              : `The messages in the queue "${queue}" are not the texts that were given.`,
+      expected: texts.map((x) => JSON.stringify(x)).join(', '),
+      saw: bodies.map((b) => JSON.stringify(b)).join(', '),
+      why: reordered
+        ? 'Consumers read a queue in the order it was filled: publish the texts one after the other, as they come, without awaiting anything that lets a later one overtake an earlier one.'
+        : messages.length < texts.length
+          ? 'A message that is still in the client when the connection closes is lost. Only the confirm tells you the broker has it.'
+          : 'Each text is one message, published once, as it was given: Buffer.from(text).',
+      fix: messages.length < texts.length ? 'Wait for every confirm before closing the connection.' : PUBLISH,
+      link: t.ui('queues', queue),
     });
   }
-
-  // 2. The broker refuses part of the next batch.
-  await t.mgmt.setPolicy(t.vhost, 'orders-full', { pattern: `^${queue}$`, definition: { 'max-length': first.length, overflow: 'reject-publish' } });
-  t.log(`made "${queue}" full: policy max-length ${first.length}, overflow reject-publish`);
-  // A quorum queue applies a new policy a moment later, and refuses only once it is over the
-  // limit: publish probes until the broker nacks one, so the learner's batch meets a full queue.
-  let probesKept = 0;
-  const refusing = await t.waitFor(
-    async () =>
-      t.publish(queue, ['probe']).then(
-        () => void probesKept++,
-        () => true,
-      ),
-    3000,
-    50,
-  );
-  if (!refusing) throw new Error(`the broker kept accepting messages despite the max-length policy; the check cannot judge`);
-  t.log(`the broker now nacks new messages on "${queue}"`);
-  const second = [6, 7, 8, 9].map((i) => `order ${tag}-${i}`);
-  const outcome = await t.call(`publishAll(url, "${queue}", [4 more texts]) while the queue is full`, async () => {
-    try {
-      await t.target.publishAll(t.url, queue, second);
-      return { rejected: false, message: '' };
-    } catch (err) {
-      return { rejected: true, message: err instanceof Error ? err.message : String(err) };
-    }
-  });
-  await t.expectConnectionsClosed('publishAll(), after the broker refused messages,');
-  const accepted = (await t.messageCount(queue)) - first.length - probesKept;
-  const refused = second.length - accepted;
-  t.log(`the broker kept ${accepted} and refused ${refused} of the ${second.length} messages`);
-  if (refused <= 0) {
-    // Not the learner's fault: the broker did not apply the policy. Say so instead of passing.
-    throw new Error(`the broker accepted all ${second.length} messages despite the max-length policy; the check cannot judge`);
+  const transient = messages.filter((m) => m.properties.deliveryMode !== 2);
+  if (transient.length > 0) {
+    t.fail({
+      summary: `${transient.length} of the ${messages.length} messages were not published as persistent.`,
+      expected: 'deliveryMode 2 on every message (persistent: true)',
+      saw: `deliveryMode ${transient[0]!.properties.deliveryMode ?? 'not set'} on ${transient.map((m) => JSON.stringify(m.content.toString())).join(', ')}`,
+      why: 'Say what you mean on every message: a transient message in a classic queue does not survive a restart, and the queue a message lands in may change one day.',
+      fix: 'Pass { persistent: true } (or deliveryMode: 2) to every sendToQueue.',
+    });
   }
+}
+
+/** Line 2: the messages went out on a confirm channel. */
+function expectConfirmChannel(t: Ctx, window: ConfirmReport): void {
+  if (window.seen && window.confirmChannels === 0) {
+    t.fail({
+      summary: 'publishAll() published on a plain channel, not on a confirm channel.',
+      expected: 'connection.createConfirmChannel()',
+      saw: `${window.channels} channel(s) opened with createChannel()`,
+      why: 'On a plain channel the broker never says whether it took a message: a refused or lost message looks exactly like a stored one.',
+      fix: 'const channel = await connection.createConfirmChannel(); then give each sendToQueue a callback.',
+    });
+  }
+}
+
+/** Line 2: every message of the batch was out before the code waited for a confirm. */
+function expectNoWaitInBetween(t: Ctx, window: ConfirmReport, count: number): void {
+  if (!window.seen) {
+    t.note("The checker could not see amqplib's confirm bookkeeping (another client library, or its internals changed): whether the messages were published before waiting was not checked.");
+    return;
+  }
+  expectConfirmChannel(t, window);
+  if (window.maxUnconfirmed < count) {
+    t.fail({
+      summary: `publishAll() waited for each confirm before publishing the next message: at most ${window.maxUnconfirmed} of the ${count} messages were ever waiting for their confirm at once.`,
+      expected: `all ${count} messages published before the first confirm is awaited`,
+      saw: `at most ${window.maxUnconfirmed} message(s) waiting for a confirm at a time`,
+      why: 'Each confirm takes a round trip to the broker and a write to disk. Waiting for it before the next publish makes a batch of a thousand messages take a thousand round trips; publishing them all and then waiting lets the broker confirm them together.',
+      fix: `Publish every text first, keeping one promise per message (${PUBLISH}), and only then await Promise.allSettled(confirms).`,
+    });
+  }
+}
+
+/** Line 3: nothing was still waiting for its confirm when the function resolved. */
+function expectAllConfirmed(t: Ctx, window: ConfirmReport): void {
+  if (!window.seen || window.unconfirmed === 0) return;
+  t.fail({
+    summary: `publishAll() resolved while ${window.unconfirmed} of its messages were still waiting for their confirm.`,
+    expected: 'every message confirmed before publishAll() resolves',
+    saw: `${window.unconfirmed} message(s) never confirmed: the connection closed before the broker answered`,
+    why: 'Until the broker confirms a message it may still refuse it, or lose it with the connection. Resolving earlier tells the caller the messages are safe when nobody knows yet.',
+    fix: 'await Promise.allSettled(confirms) (or channel.waitForConfirms()) before returning, and before closing the connection.',
+  });
+}
+
+/**
+ * Lines 4 and 5: the queue takes one more message and refuses the rest; publishAll() rejects
+ * with an Error that says how many of how many, and closes its connection.
+ */
+async function checkRefusedBatch(t: Ctx, queue: string, tag: number): Promise<void> {
+  const second = [6, 7, 8, 9].map((i) => `order ${tag}-${i}`);
+  let attempt = 0;
+  for (;;) {
+    attempt++;
+    // Exactly at its limit, a quorum queue takes the first message of a new publisher and
+    // nacks the others, once the refusal reaches the publisher's channel. When the broker is
+    // busy, that can come too late for a short batch: then all of it is taken, and the
+    // checker tries again.
+    if (!(await refuseNewMessages(t, queue, 'at'))) throw new Error(`the broker kept accepting messages on "${queue}" despite the max-length policy; the check cannot judge`);
+    t.provoke([4, 5], `put a policy on "${queue}" (max-length 0, overflow reject-publish): the broker will take the first message of the next batch and refuse (nack) the rest`);
+    const outcome = await settle(t, `publishAll(url, "${queue}", [${second.length} more texts]) while the queue is full`, () => t.target.publishAll(t.url, queue, second));
+    await expectClosed(t, 'publishAll(), after the broker refused messages,');
+    const kept = await t.takeMessages(queue, second.length + 1);
+    const refused = second.length - kept.length;
+    t.log(`the broker kept ${kept.length} and refused ${refused} of the ${second.length} messages`);
+    if (refused > 0) return judgeRefusal(t, queue, second, kept.length, outcome);
+    if (outcome.rejected) {
+      t.fail({
+        summary: `publishAll() rejected with "${messageOf(outcome.err)}", but the broker had confirmed all ${second.length} messages.`,
+        expected: 'publishAll() resolves when every message is acked',
+        saw: `publishAll() rejected; the ${second.length} messages are in "${queue}"`,
+        why: 'A caller that is told the batch failed sends it again: every message twice.',
+        fix: 'Reject only when at least one confirm is a nack: count the rejected outcomes of Promise.allSettled(confirms).',
+      });
+    }
+    if (attempt === 3) throw new Error(`the broker accepted all ${second.length} messages despite the max-length policy, three times; the check cannot judge`);
+  }
+}
+
+/** Line 4: publishAll() rejected with an Error that says how many of how many (the broker's count). */
+function judgeRefusal(t: Ctx, queue: string, second: string[], kept: number, outcome: Awaited<ReturnType<typeof settle>>): void {
+  const refused = second.length - kept;
   if (!outcome.rejected) {
     t.fail({
       summary: `The broker refused ${refused} of ${second.length} messages (it sent nacks), but publishAll() reported success.`,
@@ -95,14 +197,33 @@ export default defineCheck<typeof Exercise>(async (t) => {
       link: t.ui('queues', queue),
     });
   }
-  t.note(`publishAll() rejected with: "${outcome.message}"`);
-  if (!new RegExp(`(^|\\D)${refused}(\\D|$)`).test(outcome.message)) {
+  const message = messageOf(outcome.err);
+  t.note(`publishAll() rejected with: "${message}"`);
+  if (!(outcome.err instanceof Error)) {
     t.fail({
-      summary: `publishAll() rejected, but its error does not say how many messages were refused (${refused} of ${second.length}).`,
+      summary: `publishAll() rejected with a ${typeof outcome.err}, not an Error: ${JSON.stringify(outcome.err)}.`,
+      expected: `new Error("the broker refused ${refused} of ${second.length} messages")`,
+      saw: `${typeof outcome.err} ${JSON.stringify(outcome.err)}`,
+      why: 'Code that catches it reads err.message and err.stack; a thrown string has neither, and loggers print it without the place it came from.',
+      fix: 'throw new Error(`the broker refused ${refused} of ${texts.length} messages`)',
+    });
+  }
+  const numbers = (message.match(/\d+/g) ?? []).map(Number);
+  const says = (n: number) => new RegExp(`(^|\\D)${n}(\\D|$)`).test(message);
+  if (!says(refused) || !says(second.length) || (refused === second.length && numbers.filter((n) => n === refused).length < 2)) {
+    const blamesAll = refused < second.length && says(second.length) && !says(refused);
+    t.fail({
+      summary: blamesAll
+        ? `publishAll() says the broker refused all ${second.length} messages, but the broker kept ${kept} of them and refused ${refused}.`
+        : `publishAll() rejected, but its error does not say how many of how many messages were refused (${refused} of ${second.length}).`,
       expected: `an error like "the broker refused ${refused} of ${second.length} messages"`,
-      saw: JSON.stringify(outcome.message),
-      why: 'waitForConfirms() rejects at the FIRST nack, with "message nacked": it does not tell you which messages, or how many, the broker kept. To retry only the refused ones, or to report them, you need each message\'s own answer.',
+      saw: JSON.stringify(message),
+      why: blamesAll
+        ? 'waitForConfirms() rejects at the first nack, whatever happened to the other messages. A caller that believes all of them were refused sends the kept ones again: duplicates.'
+        : 'waitForConfirms() rejects at the FIRST nack, with "message nacked": it does not tell you which messages, or how many, the broker kept. To retry only the refused ones, or to report them, you need each message\'s own answer.',
       fix: 'Give each sendToQueue a callback, turn each into a promise, await Promise.allSettled(...) and count the rejected ones.',
     });
   }
-});
+  t.observe(4, `saw publishAll() reject with "${message}" while the broker had refused ${refused} of ${second.length} messages`);
+  t.observe(5, 'saw no connection left open after the refused batch');
+}

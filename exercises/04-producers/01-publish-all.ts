@@ -3,12 +3,14 @@
 //
 // publishAll(url, queue, texts) must:
 //   1. declare `queue` as a durable quorum queue,
-//   2. publish every text as a persistent message on a confirm channel, one after the other,
-//      without waiting for a confirm in between,
-//   3. resolve only when the broker has confirmed every message,
-//   4. reject when the broker refused (nacked) any of them, with an Error that says how many,
-//      e.g. "the broker refused 3 of 4 messages",
-//   5. close the connection it opened, also when something failed.
+//   2. publish every text, in order, as a persistent message on a confirm channel, all of
+//      them before it waits for any confirm,
+//   3. resolve only once the broker has confirmed every message,
+//   4. reject when the broker refused (nacked) any of them, with an Error that says how many
+//      of how many, e.g. "the broker refused 3 of 4 messages",
+//   5. close the connection it opened, also when something failed; when the broker refuses
+//      to declare `queue`, reject with the broker's error, without crashing on the
+//      channel's 'error' event.
 import amqp from 'amqplib';
 import { pathToFileURL } from 'node:url';
 
@@ -16,6 +18,10 @@ export async function publishAll(url: string, queue: string, texts: string[]): P
   const connection = await amqp.connect(url);
   try {
     const channel = await connection.createConfirmChannel();
+    // A refused declaration closes the channel: the call that caused it rejects with the
+    // broker's reason, which reaches the caller. The channel also emits 'error', and an
+    // 'error' event nobody listens to crashes the process.
+    channel.on('error', () => {});
     await channel.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
     // TODO 1: publish every text with channel.sendToQueue(queue, Buffer.from(text), { persistent: true }, callback).
     //         The callback gets null for an ack and an Error for a nack: turn each into a promise.

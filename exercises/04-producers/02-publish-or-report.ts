@@ -2,13 +2,15 @@
 // Text: chapters/04-producers/README.md   Check: npm run check 4.2   Hint: npm run hint 4.2
 //
 // publishOrReport(url, exchange, routingKey, text) must:
-//   1. publish `text` (persistent) to `exchange` with `routingKey` on a confirm channel,
-//      with mandatory: true, so the broker hands back a message no queue is bound to take,
+//   1. publish `text` as a persistent message to `exchange` with `routingKey`, on a confirm
+//      channel, with mandatory: true, so the broker hands back a message no queue is bound to take,
 //   2. listen for the channel's 'return' event BEFORE publishing,
-//   3. wait for the confirm (a returned message is acked too: basic.return comes first, then the ack),
+//   3. wait for the confirm (a returned message is acked too: basic.return comes first, then
+//      the ack), and reject when the broker refuses the message (a nack),
 //   4. resolve 'returned' if the message came back, 'routed' if it did not,
-//   5. close the connection it opened, also when something failed.
-// The exchange already exists: do not declare it.
+//   5. not declare `exchange`, which already exists: when it does not, reject,
+//   6. close the connection it opened, also when something failed, without crashing on the
+//      channel's 'error' event.
 import amqp from 'amqplib';
 import { pathToFileURL } from 'node:url';
 
@@ -18,6 +20,10 @@ export async function publishOrReport(url: string, exchange: string, routingKey:
   const connection = await amqp.connect(url);
   try {
     const channel = await connection.createConfirmChannel();
+    // Publishing to an exchange that does not exist closes the channel: the wait for the
+    // confirm rejects ("channel closed"), and the channel emits 'error', which crashes the
+    // process when nobody listens to it.
+    channel.on('error', () => {});
     // TODO 1: listen for channel.on('return', …) and remember that the message came back
     // TODO 2: channel.publish(exchange, routingKey, Buffer.from(text), { persistent: true, mandatory: true })
     // TODO 3: await channel.waitForConfirms(), then return 'returned' or 'routed'

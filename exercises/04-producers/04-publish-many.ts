@@ -8,8 +8,11 @@
 //   3. respect back-pressure: when publish()/sendToQueue() returns false, the message IS
 //      buffered (do not send it again), but the buffer is full: wait for the channel's
 //      'drain' event before publishing the next one,
-//   4. resolve when the broker has confirmed every message (reject on a nack),
-//   5. close the connection it opened, also when something failed.
+//   4. resolve once the broker has confirmed every message, and reject when it refused any
+//      (a nack),
+//   5. close the connection it opened, also when something failed; when the broker refuses
+//      to declare `queue`, reject with the broker's error, without crashing on the
+//      channel's 'error' event.
 import amqp from 'amqplib';
 import { once } from 'node:events';
 import { pathToFileURL } from 'node:url';
@@ -18,6 +21,10 @@ export async function publishMany(url: string, queue: string, count: number, mak
   const connection = await amqp.connect(url);
   try {
     const channel = await connection.createConfirmChannel();
+    // A refused declaration closes the channel: the call that caused it rejects with the
+    // broker's reason, which reaches the caller. The channel also emits 'error', and an
+    // 'error' event nobody listens to crashes the process.
+    channel.on('error', () => {});
     await channel.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
     // TODO 1: for i from 0 to count - 1: channel.sendToQueue(queue, makeBody(i), { persistent: true })
     // TODO 2: when it returns false, await once(channel, 'drain') before the next one (and do NOT send it again)

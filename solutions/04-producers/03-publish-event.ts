@@ -1,16 +1,19 @@
 // Exercise 4.3: a JSON event that says what it is
 // Text: chapters/04-producers/README.md   Check: npm run check 4.3   Hint: npm run hint 4.3
 //
-// publishEvent(url, exchange, event) must publish `event.data` as JSON to `exchange`,
-// with `event.type` as the routing key, on a confirm channel, and:
-//   1. encode the body as UTF-8 JSON (names like "São Paulo" must arrive intact),
+// publishEvent(url, exchange, event) must:
+//   1. publish the JSON of `event.data` to `exchange`, with `event.type` as the routing key,
+//      encoded as UTF-8 (names like "São Paulo" must arrive intact),
 //   2. set contentType 'application/json' and contentEncoding 'utf-8',
 //   3. set messageId to a fresh UUID for every message, and resolve with it,
 //   4. set timestamp to the time of publishing in SECONDS since 1970 (the AMQP timestamp is in seconds),
 //   5. set type to event.type and appId to 'order-service',
-//   6. send event.schemaVersion in a header named 'schema-version',
-//   7. be persistent, wait for the confirm, and close the connection it opened.
-// The exchange already exists: do not declare it.
+//   6. send event.schemaVersion, as a number, in a header named 'schema-version',
+//   7. publish it as persistent on a confirm channel, resolve once the broker has confirmed
+//      it, and reject when the broker refuses it (a nack),
+//   8. not declare `exchange`, which already exists: when it does not, reject,
+//   9. close the connection it opened, also when something failed, without crashing on the
+//      channel's 'error' event.
 import amqp from 'amqplib';
 import { randomUUID } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
@@ -27,6 +30,10 @@ export async function publishEvent(url: string, exchange: string, event: DomainE
   const connection = await amqp.connect(url);
   try {
     const channel = await connection.createConfirmChannel();
+    // Publishing to an exchange that does not exist closes the channel: the wait for the
+    // confirm rejects ("channel closed"), and the channel emits 'error', which crashes the
+    // process when nobody listens to it.
+    channel.on('error', () => {});
     const messageId = randomUUID(); // lets consumers recognise a message they have already handled
     channel.publish(exchange, event.type, Buffer.from(JSON.stringify(event.data), 'utf8'), {
       persistent: true,
