@@ -1,6 +1,7 @@
 // npm run bench: measures the workbook's performance targets on this machine and writes
 // BENCHMARKS.md. Figures, not assertions: tests never time anything.
-//   1. one exercise check with a warm broker         target: median ≤ 1.0 s
+//   1. start-up: progress, hint, solution              target: median ≤ 0.15 s, as a ratio to bare node (bench/startup.ts)
+//      one exercise check through the CLI              target: median ≤ 0.5 s, as a ratio to bare node
 //   2. watch mode, save → verdict                      target: median ≤ 0.5 s
 //   3. private broker cold start                       target: ≤ 1.2 × bare rabbitmq-server boot
 //   4. full self-check, per exercise                   target: ≤ 1 s amortised on 2 cores
@@ -15,6 +16,7 @@ import { ROOT, STATE_DIR } from '../runner/paths.js';
 import { loadManifest } from '../runner/manifest/load.js';
 import { jobFor, keepWorkerWarm, runCheck } from '../runner/check/run.js';
 import { runSelfCheck } from '../runner/selfcheck.js';
+import { benchStartup } from './startup.js';
 import { restartBroker } from '../runner/broker/restart.js';
 import { watchExercise } from '../runner/commands/watch.js';
 import { ManagementClient } from '../runner/broker/management.js';
@@ -135,14 +137,15 @@ async function main() {
     await runCheck(jobFor(exercise, 'solution'), broker);
     inProcess.push(Date.now() - started);
   }
-  const command: number[] = [];
-  for (let i = 0; i < 7; i++) command.push(await cli(['check', '2.1', '--solutions'], { ...env, WORKBOOK_STATE_DIR: stateDir }));
   rows.push({
-    what: 'one exercise check, warm broker (`node runner/start.mjs check 2.1 --solutions`, the command behind `npm run check`; npm itself adds about 0.2 s)',
-    measured: `median ${s(median(command))} (the check itself: ${s(median(inProcess))})`,
-    target: 'median ≤ 1.0 s',
-    ok: median(command) <= 1000,
+    what: 'one exercise check, warm broker, in-process (`runCheck`, 2.1: sandbox vhost, worker, check, clean-up)',
+    measured: `median ${s(median(inProcess))}`,
+    target: '',
+    ok: true,
   });
+  // Start-up: the commands a learner types, as ratios to a bare node measured in the same rounds (bench/startup.ts).
+  // npm itself adds about 0.2 s to each.
+  rows.push(...(await benchStartup(env)).rows);
 
   // 2. Watch mode: save → verdict, with the warm worker watch mode keeps.
   keepWorkerWarm();
@@ -212,7 +215,7 @@ async function main() {
     '',
     '| what | measured | target | |',
     '|---|---|---|---|',
-    ...rows.map((r) => `| ${r.what} | ${r.measured} | ${r.target} | ${r.ok ? 'met' : '**missed**'} |`),
+    ...rows.map((r) => `| ${r.what} | ${r.measured} | ${r.target} | ${r.target ? (r.ok ? 'met' : '**missed**') : ''} |`),
     '',
     ...notes.map((n) => `- ${n}`),
     ...(extra.length ? ['', ...extra] : []),

@@ -4,11 +4,10 @@
 //   verify                      compares Postgres with Odoo: lost=… duplicated=… stale=… dead_lettered=…
 //   chaos [--exercise]          10,000 rows while the relay is SIGKILLed, the broker restarts and Odoo is down 30 s
 //   naive                       the seed's design under the same kind of trouble, to watch it lose rows
-//   down                        stops the capstone's embedded Postgres
+//   down                        stops everything up started (relay, receiver, stand-in) and the embedded Postgres
 import { Command, Option } from 'commander';
 import pc from 'picocolors';
 import { NoBrokerError } from '../runner/broker/types.js';
-import { stopSharedCluster } from './pg.js';
 import { readUpState, waitQuiet, statusLine, haveExercises, type CodeFrom } from './stack.js';
 import { verify, formatVerify } from './verify.js';
 import { loadRows } from './load.js';
@@ -101,9 +100,10 @@ program
 
 program
   .command('down')
-  .description('stop the embedded Postgres of the capstone')
+  .description('stop everything `up` started (also from another terminal), and the embedded Postgres')
   .action(async () => {
-    console.log((await stopSharedCluster()) ? 'Postgres stopped.' : 'Postgres was not running.');
+    const { down } = await import('./down.js');
+    for (const line of await down()) console.log(line);
   });
 
 try {

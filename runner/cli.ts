@@ -3,7 +3,7 @@
 import { Command, CommanderError } from 'commander';
 import pc from 'picocolors';
 import { EXIT, UserError } from './exit-codes.js';
-import { disposeAll } from './sandbox/sandbox.js';
+import { pagerOpen } from './chapter/pager.js';
 
 // Commands are imported when used: `npm run hint` need not load the Markdown renderer,
 // the file watcher and the AMQP client.
@@ -38,12 +38,13 @@ const program = new Command('workbook')
 
 program.command('chapter').argument('<N>', 'chapter number').description('read chapter N, see its exercises, run its live demo')
   .option('--no-demo', 'only the text').option('--no-text', 'only the demo')
-  .action(run((n: string, o: { demo: boolean; text: boolean }) => commands.chapter().then((m) => m.chapterCommand(n, o))));
+  .option('--no-pager', 'print the text at once, even when it is longer than the terminal')
+  .action(run((n: string, o: { demo: boolean; text: boolean; pager: boolean }) => commands.chapter().then((m) => m.chapterCommand(n, o))));
 
 program.command('check').argument('[ids...]', '2 = a chapter, 2.1 = one exercise; none = the current exercise')
   .description('check exercises against the live broker')
   .option('--solutions', 'check the reference solutions instead of your files')
-  .option('--json', 'machine-readable verdicts')
+  .option('--json', 'machine-readable verdicts, and nothing else on stdout (npm run -s check -- --json)')
   .option('--verbose', 'everything your code printed, also when it passed')
   .action(run((ids: string[], o: { solutions?: boolean; json?: boolean; verbose?: boolean }) => commands.check().then((m) => m.checkCommand(ids, o))));
 
@@ -55,7 +56,8 @@ program.command('hint').argument('[id]').option('--all', 'every hint at once').d
   .action(run((id: string | undefined, o: { all?: boolean }) => commands.hint().then((m) => m.hintCommand(id, o))));
 
 program.command('progress').description('every exercise with its status, and where to resume')
-  .action(run(() => commands.progress().then((m) => m.progressCommand())));
+  .option('--json', 'machine-readable: every exercise with its status, attempts and hints (npm run -s progress -- --json)')
+  .action(run((o: { json?: boolean }) => commands.progress().then((m) => m.progressCommand(o))));
 
 program.command('reset').argument('<id>').description("restore an exercise's starter (your file is backed up) and drop its broker state")
   .action(run((id: string) => commands.reset().then((m) => m.resetCommand(id))));
@@ -86,10 +88,17 @@ program.command('mutation').argument('[ids...]').option('--concurrency <n>', 'mu
   .description('for authors: mutates each reference solution (StrykerJS) and runs its check against every mutant')
   .action(run((ids: string[], o: { concurrency?: string; record?: boolean }) => commands.mutation().then((m) => m.mutationCommand(ids, o))));
 
-process.once('SIGINT', () => {
-  // Ctrl-C mid-check: remove the sandbox vhosts this process created, then exit.
-  void disposeAll().finally(() => process.exit(130));
-});
+const onInterrupt = () => {
+  // Ctrl-C in a pager (the chapter text) is the pager's: the command goes on when it closes.
+  if (pagerOpen()) return;
+  process.off('SIGINT', onInterrupt); // a second Ctrl-C ends the process at once
+  // Ctrl-C mid-check: remove the sandbox vhosts this process created, then exit. Imported
+  // here so that commands without sandboxes do not load the management client at start.
+  void import('./sandbox/sandbox.js')
+    .then((m) => m.disposeAll())
+    .finally(() => process.exit(130));
+};
+process.on('SIGINT', onInterrupt);
 
 try {
   await program.parseAsync(process.argv);

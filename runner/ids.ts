@@ -22,10 +22,21 @@ export function resolveIds(workbook: Workbook, args: string[]): Exercise[] {
   return [...new Set(out)];
 }
 
+/** One exercise (hint, reset, watch, solution): a chapter's number gets a message naming its exercises. */
 export function resolveOne(workbook: Workbook, arg: string): Exercise {
   const exercise = workbook.exercise(arg.trim());
-  if (!exercise) throw unknown(workbook, arg);
-  return exercise;
+  if (exercise) return exercise;
+  const chapter = /^\d+$/.test(arg.trim()) ? workbook.chapter(Number(arg)) : undefined;
+  if (chapter) {
+    const ids = chapter.exercises.map((e) => e.id);
+    throw new UserError(
+      ids.length
+        ? `${arg.trim()} is a chapter; name one of its exercises: ${ids.join(', ')}.`
+        : `${arg.trim()} is a chapter, and it has no exercises.`,
+      EXIT.USAGE,
+    );
+  }
+  throw unknown(workbook, arg);
 }
 
 export function resolveChapter(workbook: Workbook, arg: string) {

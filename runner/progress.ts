@@ -2,38 +2,53 @@
 // a file that does not parse is moved aside, never silently overwritten.
 import { mkdirSync, readFileSync, renameSync, writeFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
-import { z } from 'zod';
 import { paths } from './paths.js';
 import type { Exercise, Workbook } from './manifest/load.js';
 
-const EntrySchema = z.object({
-  status: z.enum(['failed', 'passed']).optional(),
-  attempts: z.number().int().nonnegative().optional(),
-  hintsShown: z.number().int().nonnegative().optional(),
-  lastCheckedAt: z.string().optional(),
-  passedAt: z.string().optional(),
-});
+export interface ProgressEntry {
+  status?: 'failed' | 'passed';
+  attempts?: number;
+  hintsShown?: number;
+  lastCheckedAt?: string;
+  passedAt?: string;
+}
 
-const ProgressSchema = z.object({
-  version: z.literal(1),
+export interface Progress {
+  version: 1;
   /** The exercise the learner last chose (check ID, watch ID, reset ID). */
-  current: z.string().optional(),
-  exercises: z.record(z.string(), EntrySchema),
-});
+  current?: string;
+  exercises: Record<string, ProgressEntry>;
+}
 
-export type Progress = z.infer<typeof ProgressSchema>;
 export type Status = 'pending' | 'failed' | 'passed';
+
+// Checked by hand, not with zod: every command reads this file, and loading zod costs more
+// than the rest of `npm run progress`. The shape is small and only this module writes it.
+const count = (v: unknown) => v === undefined || (Number.isInteger(v) && (v as number) >= 0);
+const text = (v: unknown) => v === undefined || typeof v === 'string';
+const isEntry = (e: unknown): e is ProgressEntry => {
+  if (typeof e !== 'object' || e === null || Array.isArray(e)) return false;
+  const { status, attempts, hintsShown, lastCheckedAt, passedAt } = e as Record<string, unknown>;
+  return (status === undefined || status === 'failed' || status === 'passed') && count(attempts) && count(hintsShown) && text(lastCheckedAt) && text(passedAt);
+};
+function isProgress(p: unknown): p is Progress {
+  if (typeof p !== 'object' || p === null) return false;
+  const { version, current, exercises } = p as Record<string, unknown>;
+  return version === 1 && text(current) && typeof exercises === 'object' && exercises !== null && !Array.isArray(exercises) && Object.values(exercises).every(isEntry);
+}
 
 export function loadProgress(file = paths.progress): Progress {
   if (!existsSync(file)) return { version: 1, exercises: {} };
   try {
-    return ProgressSchema.parse(JSON.parse(readFileSync(file, 'utf8')));
+    const progress: unknown = JSON.parse(readFileSync(file, 'utf8'));
+    if (isProgress(progress)) return progress;
   } catch {
-    const aside = `${file}.unreadable-${Date.now()}`;
-    renameSync(file, aside);
-    process.stderr.write(`Your progress file could not be read; it was moved to ${aside} and a new one started.\n`);
-    return { version: 1, exercises: {} };
+    // not JSON: moved aside, as a file of the wrong shape is
   }
+  const aside = `${file}.unreadable-${Date.now()}`;
+  renameSync(file, aside);
+  process.stderr.write(`Your progress file could not be read; it was moved to ${aside} and a new one started.\n`);
+  return { version: 1, exercises: {} };
 }
 
 export function saveProgress(progress: Progress, file = paths.progress): void {

@@ -1,9 +1,7 @@
 // What most commands start with: the manifest, and a broker.
 import { loadManifest, ManifestError, type Workbook } from './manifest/load.js';
-import { findBroker, type FindOptions } from './broker/find.js';
+import type { FindOptions } from './broker/find.js';
 import { NoBrokerError, type BrokerInfo } from './broker/types.js';
-import { sweepStaleSandboxes } from './sandbox/sandbox.js';
-import { keptVhosts } from './check/kept.js';
 import { EXIT, UserError } from './exit-codes.js';
 
 export function workbook(): Workbook {
@@ -16,6 +14,12 @@ export function workbook(): Workbook {
 }
 
 export async function broker(opts: FindOptions = {}): Promise<BrokerInfo> {
+  // Imported here, not above: commands that need no broker (progress, hint) start faster without them.
+  const [{ findBroker }, { sweepStaleSandboxes }, { keptVhosts }] = await Promise.all([
+    import('./broker/find.js'),
+    import('./sandbox/sandbox.js'),
+    import('./check/kept.js'),
+  ]);
   try {
     const found = await findBroker(opts);
     // Sandboxes of runs that were killed mid-check (Ctrl-C twice, a crash) are removed here.

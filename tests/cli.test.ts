@@ -80,6 +80,74 @@ describe('the command line', () => {
     expect(forced.out).toMatch(/createConfirmChannel/);
   });
 
+  it('check --json prints nothing but the JSON document on stdout', async () => {
+    const { code, stdout } = await cli(['check', '2.1', '--solutions', '--json']);
+    expect(code).toBe(0);
+    expect(JSON.parse(stdout).verdicts[0].id).toBe('2.1');
+  });
+
+  it('check prints its verdicts in id order, whichever finishes first', async () => {
+    const { out } = await cli(['check', '2.3', '2.1', '--solutions']);
+    expect(out.indexOf('✓ 2.1')).toBeGreaterThan(-1);
+    expect(out.indexOf('✓ 2.1')).toBeLessThan(out.indexOf('✓ 2.3'));
+  });
+
+  it('in a pipe, check prints no colour codes and no spinner frames', async () => {
+    const { CI: _ci, FORCE_COLOR: _force, ...noColourEnv } = inherited;
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, ['runner/start.mjs', 'check', '2.1', '--solutions'], {
+      cwd: root,
+      env: { ...noColourEnv, WORKBOOK_STATE_DIR: mkdtempSync(path.join(tmpdir(), 'wb-cli-')), RABBITMQ_URL: broker.amqpUrl, RABBITMQ_MANAGEMENT_URL: broker.managementUrl },
+    });
+    expect(stdout + stderr).not.toMatch(/\x1b/);
+    expect(stdout).toMatch(/1 passed/);
+  });
+
+  it('a missing exercise file gets a sentence and the way back, not an ENOENT stack trace', async () => {
+    const manifest = path.join(mkdtempSync(path.join(tmpdir(), 'wb-cli-')), 'manifest.yaml');
+    writeFileSync(
+      manifest,
+      'chapters:\n  - number: 2\n    slug: hello-world\n    title: T\n    exercises:\n      - id: "2.9"\n        file: 09-missing.ts\n        title: Gone\n' +
+        '        hints: [h]\n        wrong: [{ name: a, mistake: m, expect: e }, { name: b, mistake: m, expect: e }]\n',
+    );
+    const { code, out } = await cli(['check', '2.9'], { WORKBOOK_MANIFEST: manifest });
+    expect(code).toBe(1);
+    expect(out).toMatch(/Your file exercises\/02-hello-world\/09-missing\.ts is missing/);
+    expect(out).toMatch(/npm run reset 2\.9 restores the starter/);
+    expect(out).not.toMatch(/ENOENT|at \w+ \(/);
+  });
+
+  it('a chapter number where one exercise is needed says that it is a chapter, and names its exercises', async () => {
+    for (const command of ['hint', 'solution', 'reset']) {
+      const { code, out } = await cli([command, '2']);
+      expect(code).toBe(64);
+      expect(out).toMatch(/2 is a chapter; name one of its exercises: 2\.1, 2\.2/);
+    }
+  });
+
+  it('progress --json lists every exercise with its status', async () => {
+    const state = { WORKBOOK_STATE_DIR: mkdtempSync(path.join(tmpdir(), 'wb-cli-')) };
+    await cli(['hint', '2.1'], state);
+    const { code, stdout } = await cli(['progress', '--json'], state);
+    expect(code).toBe(0);
+    const json = JSON.parse(stdout);
+    expect(json.total).toBe(json.exercises.length);
+    expect(json.exercises.find((e: { id: string }) => e.id === '2.1')).toMatchObject({ status: 'pending', hintsShown: 1, attempts: 0 });
+  });
+
+  it('every chapter renders with no warning; code included from files is highlighted', async () => {
+    for (const n of ['1', '2', '3', '4', '5', '6', '13']) {
+      const { stdout, stderr } = await promisify(execFile)(process.execPath, ['runner/start.mjs', 'chapter', n, '--no-demo'], {
+        cwd: root,
+        env: { ...inherited, FORCE_COLOR: '1', WORKBOOK_STATE_DIR: mkdtempSync(path.join(tmpdir(), 'wb-cli-')) },
+      });
+      expect(stderr).toBe('');
+      expect(stdout).not.toMatch(/Could not find the language/);
+    }
+    const { stdout } = await promisify(execFile)(process.execPath, ['runner/start.mjs', 'chapter', '1', '--no-demo'], { cwd: root, env: { ...inherited, FORCE_COLOR: '1' } });
+    // "const" of a TypeScript block, in the keyword colour (blue).
+    expect(stdout).toContain('\x1b[34mconst\x1b[39m');
+  });
+
   it('broker status prints the URLs and the version', async () => {
     const { code, out } = await cli(['broker', 'status']);
     expect(code).toBe(0);

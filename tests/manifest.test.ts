@@ -50,6 +50,15 @@ describe('the manifest', () => {
     expect(loadManifest(manifestFile(exercise(wrong('a') + '        ok: [{ name: ok-other, style: s }]\n'))).exercise('1.1')!.ok[0]!.name).toBe('ok-other');
   });
 
+  it('validates again whenever the manifest changed (the validated result is cached by its text)', () => {
+    const head = 'chapters:\n  - number: 1\n    slug: x\n    title: X\n    exercises:\n      - id: "1.1"\n        file: 01-a.ts\n        title: A\n';
+    const file = manifestFile(head + '        hints: [h]\n        wrong: [{ name: a, mistake: m, expect: e }, { name: b, mistake: m, expect: e }]\n');
+    expect(loadManifest(file).exercise('1.1')!.wrong[0]!.expect).toEqual(['e']);
+    expect(loadManifest(file).exercise('1.1')!.timeoutMs).toBe(10_000); // from the cache, defaults applied
+    writeFileSync(file, head + '        hints: []\n        wrong: []\n');
+    expect(() => loadManifest(file)).toThrow(/hint/);
+  });
+
   it('says which file cannot be read', () => {
     expect(() => loadManifest('/nonexistent/manifest.yaml')).toThrow(/Cannot read \/nonexistent\/manifest.yaml/);
   });

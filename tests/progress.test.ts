@@ -31,6 +31,13 @@ describe('progress', () => {
     expect(currentExercise(wb, loadProgress(file))?.id).not.toBe(second!.id);
   });
 
+  it('moves a progress file of the wrong shape aside too', () => {
+    const file = tempFile();
+    writeFileSync(file, JSON.stringify({ version: 1, exercises: { '2.1': { status: 'done', attempts: -1 } } }));
+    expect(loadProgress(file).exercises).toEqual({});
+    expect(readdirSync(path.dirname(file)).some((f) => f.startsWith('progress.json.unreadable-'))).toBe(true);
+  });
+
   it('moves an unreadable progress file aside instead of losing it', () => {
     const file = tempFile();
     writeFileSync(file, '{ not json');

@@ -1,79 +1,181 @@
-// Check 2.3: sendJson() publishes a labelled, UTF-8 JSON body; readJson() parses good
-// messages and refuses unlabelled or malformed ones with an Error (never a silent guess).
+// Check 2.3: sendJson() publishes one persistent, labelled, UTF-8 JSON body to a durable quorum
+// queue, on a confirm channel (the checker makes the broker refuse the next one, and sendJson()
+// must reject); readJson() parses a good message, with its types intact, and refuses an
+// unlabelled, mislabelled or malformed one with an Error that says why.
+import { isDeepStrictEqual } from 'node:util';
 import { defineCheck } from '../../runner/check/context.js';
+import { expectQuorumQueue } from '../../runner/check/topology.js';
+import { catchCrashes, expectClosed, expectConfirmsAwaited, expectNoCrash, messageOf, outcomeOf, persistence, recordConfirmWaits, refuseNewMessages, showBody } from './support.js';
 import type * as Exercise from '../../exercises/02-hello-world/03-json.js';
 
 export default defineCheck<typeof Exercise>(async (t) => {
   const queue = 'orders';
-  const order = { id: Math.floor(Math.random() * 1e6), customer: 'Zoë', city: 'São Paulo', items: [{ sku: 'café', qty: 2 }] };
-
-  await t.call(`sendJson(url, "${queue}", order)`, () => t.target.sendJson(t.url, queue, order));
-  await t.expectConnectionsClosed('sendJson()');
-  const [m] = await t.takeMessages(queue, 1);
-  if (!m) t.fail({ summary: `sendJson() returned, but "${queue}" is empty.`, fix: 'Declare the queue, publish, and await waitForConfirms() before closing.', link: t.ui('queues', queue) });
-
-  const body = m.content.toString('utf8');
-  if (m.properties.contentType !== 'application/json') {
-    t.fail({
-      summary: 'The message does not say it is JSON: its content type is not application/json.',
-      expected: "contentType: 'application/json'",
-      saw: `contentType: ${m.properties.contentType ?? 'not set'}`,
-      why: 'A consumer, the management UI and tools like Shovel read the content type to know how to decode the body. Without it, the body is just bytes.',
-      fix: "Publish with { contentType: 'application/json' }.",
-    });
-  }
-  let parsed: unknown;
+  // Non-ASCII text (and a character outside the 16-bit range) is where encodings go wrong; numbers, booleans and null must stay what they are.
+  const order = { id: Math.floor(Math.random() * 1e6), customer: 'Zoë', city: 'São Paulo', paid: true, coupon: null, items: [{ sku: 'café', qty: 2, price: 4.5, gift: '🎁' }] };
+  const expected = JSON.stringify(order);
+  const confirms = await recordConfirmWaits(t);
+  const { crashes, restore } = catchCrashes();
   try {
-    parsed = JSON.parse(body);
-  } catch {
-    t.fail({
-      summary: 'The message body is not valid JSON.',
-      expected: JSON.stringify(order),
-      saw: body.slice(0, 120),
-      why: body.startsWith('[object') ? 'Buffer.from(String(value)) turns an object into the text "[object Object]".' : 'The consumer cannot parse it.',
-      fix: "Publish Buffer.from(JSON.stringify(value), 'utf8').",
-    });
-  }
-  if (JSON.stringify(parsed) !== JSON.stringify(order)) {
-    t.fail({
-      summary: 'The JSON in the message is not the value that was sent.',
-      expected: JSON.stringify(order),
-      saw: body.slice(0, 200),
-      why: 'Non-ASCII text (São, Zoë, café) is where encodings go wrong: the bytes must be UTF-8.',
-      fix: "Buffer.from(JSON.stringify(value), 'utf8')",
-    });
-  }
+    t.provoke([1, 2, 3], `called sendJson(url, "${queue}", order); the queue does not exist yet`);
+    await t.call(`sendJson(url, "${queue}", order)`, () => t.target.sendJson(t.url, queue, order));
+    expectConfirmsAwaited(t, confirms.waits, 0, 'sendJson()');
+    expectNoCrash(t, crashes, 'while sending');
+    await expectClosed(t, 'sendJson()');
+    await expectQuorumQueue(t, queue);
+    t.observe(1, `"${queue}" is a durable quorum queue`);
 
-  // readJson(): a good message, then the two ways a message can be wrong.
-  const good = { content: Buffer.from(JSON.stringify(order), 'utf8'), properties: { contentType: 'application/json' } };
-  const value = await t.call('readJson(a valid JSON message)', () => t.target.readJson(good));
-  if (JSON.stringify(value) !== JSON.stringify(order)) {
-    t.fail({ summary: 'readJson() did not return the parsed body of a valid message.', expected: JSON.stringify(order), saw: JSON.stringify(value), fix: "return JSON.parse(message.content.toString('utf8'))" });
-  }
-  const refuses = async (label: string, message: Exercise.ReceivedMessage) =>
-    t.call(label, () => {
-      try {
-        t.target.readJson(message);
-        return false;
-      } catch (err) {
-        return err instanceof Error;
-      }
-    });
-  if (!(await refuses('readJson(a text/plain message)', { content: Buffer.from('{"looks":"like json"}'), properties: { contentType: 'text/plain' } }))) {
-    t.fail({
-      summary: 'readJson() accepted a message labelled text/plain.',
-      expected: 'an Error, because the content type is not application/json',
-      saw: 'a value',
-      why: 'Guessing is how a consumer ends up processing something it does not understand. The label is the contract.',
-      fix: "Throw an Error when message.properties.contentType !== 'application/json'.",
-    });
-  }
-  if (!(await refuses('readJson(a message with a broken JSON body)', { content: Buffer.from('{"id": 1,'), properties: { contentType: 'application/json' } }))) {
-    t.fail({
-      summary: 'readJson() did not throw an Error for a body that is not valid JSON.',
-      expected: 'an Error',
-      saw: 'no Error (or something thrown that is not an Error)',
-      fix: 'Let JSON.parse throw, or wrap it and throw new Error(…) with a clear message.',
-    });
+    const messages = await t.takeMessages(queue);
+    if (messages.length === 0) {
+      t.fail({ summary: `sendJson() returned, but "${queue}" is empty.`, expected: '1 message', saw: '0 messages', fix: 'Declare the queue, publish, and await waitForConfirms() before closing.', link: t.ui('queues', queue) });
+    }
+    if (messages.length > 1) {
+      t.fail({ summary: `sendJson() was called once but "${queue}" holds ${messages.length} messages.`, expected: '1 message', saw: messages.map((x) => showBody(x.content)).join(', '), fix: 'Publish exactly once per call.' });
+    }
+    const [m] = messages;
+    if (m.properties.contentType !== 'application/json') {
+      t.fail({
+        summary: 'The message does not say it is JSON: its content type is not application/json.',
+        expected: "contentType: 'application/json'",
+        saw: `contentType: ${m.properties.contentType ?? 'not set'}`,
+        why: 'A consumer, the management UI and tools like Shovel read the content type to know how to decode the body. Without it, the body is just bytes.',
+        fix: "Publish with { contentType: 'application/json' }.",
+      });
+    }
+    const body = m.content.toString('utf8');
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(body);
+    } catch {
+      t.fail({
+        summary: 'The message body is not valid JSON.',
+        expected: expected,
+        saw: showBody(m.content).slice(0, 200),
+        why: body.startsWith('[object') ? 'Buffer.from(String(value)) turns an object into the text "[object Object]".' : 'The consumer cannot parse it.',
+        fix: "Publish Buffer.from(JSON.stringify(value), 'utf8').",
+      });
+    }
+    if (!isDeepStrictEqual(parsed, order)) {
+      t.fail({
+        summary: 'The JSON in the message is not the value that was sent.',
+        expected: expected,
+        saw: showBody(m.content).slice(0, 300),
+        why: 'Non-ASCII text (São, Zoë, café, 🎁) is where encodings go wrong: the bytes must be UTF-8, the encoding every JSON reader expects.',
+        fix: "Buffer.from(JSON.stringify(value), 'utf8')",
+      });
+    }
+    t.observe(2, 'one message: labelled application/json, UTF-8 JSON of the very value, types included');
+    if (m.properties.deliveryMode !== 2) {
+      t.fail({
+        summary: 'The message was not published as persistent.',
+        expected: 'deliveryMode 2 (persistent: true)',
+        saw: persistence(m),
+        why: 'A transient message in a classic queue is lost when the broker restarts. An order is worth keeping: say so on every message.',
+        fix: "{ persistent: true, contentType: 'application/json' }",
+      });
+    }
+
+    // Play the other side: the broker refuses the next order.
+    await refuseNewMessages(t, queue);
+    t.provoke([3, 4], `made the broker refuse new messages on "${queue}" (policy: max-length 0, overflow reject-publish), then called sendJson() again`);
+    const waitsBefore = confirms.waits.length;
+    const refused = await outcomeOf(t, 'sendJson() while the broker refuses messages', () => t.target.sendJson(t.url, queue, { id: 2 }));
+    expectNoCrash(t, crashes, 'when the broker refused the message');
+    if (refused.resolved) {
+      const dropped = confirms.waits.slice(waitsBefore).includes('rejected');
+      t.fail({
+        summary: dropped
+          ? 'The broker refused the order, waitForConfirms() rejected to say so, and sendJson() still reported success: the error was caught and dropped.'
+          : 'The broker refused the order (it sent a nack), but sendJson() reported success.',
+        expected: 'sendJson() rejects when the broker nacks',
+        saw: 'sendJson() resolved',
+        why: 'The caller believes the order is safe and moves on. Until the broker confirms, a message may be refused or lost.',
+        fix: dropped ? 'Do not catch the error: try { … } finally { await connection.close(); } lets it reach the caller.' : 'Publish on a confirm channel and await channel.waitForConfirms() before returning.',
+      });
+    }
+    t.observe(3, `the message was persistent, and sendJson() rejected when the broker refused the next one: ${messageOf(refused.error)}`);
+    await expectClosed(t, 'sendJson(), after the broker refused the message,');
+    t.observe(4, 'the connection was closed after the success and after the refusal');
+
+    // readJson(): a good message, then the ways a message can be wrong.
+    const good = { content: Buffer.from(expected, 'utf8'), properties: { contentType: 'application/json' } };
+    t.provoke(5, 'handed readJson() a message labelled application/json with the order as UTF-8 JSON');
+    const value = await t.call('readJson(a valid JSON message)', () => t.target.readJson(good));
+    if (!isDeepStrictEqual(value, order)) {
+      t.fail({
+        summary: 'readJson() did not return the parsed body of a valid message.',
+        expected: `${expected} (an object)`,
+        saw: `${typeof value === 'string' ? `the string ${JSON.stringify(value).slice(0, 200)}` : JSON.stringify(value)}`,
+        why: typeof value === 'string' ? 'The body, as text, is still JSON: it needs JSON.parse to become the value.' : 'The value must come back as it was sent: the same fields, the same text, the same types.',
+        fix: "return JSON.parse(message.content.toString('utf8'))",
+      });
+    }
+    t.observe(5, 'readJson() returned the order, deep-equal, types included');
+
+    const thrown = (label: string, message: Exercise.ReceivedMessage) =>
+      t.call(label, () => {
+        try {
+          return { value: t.target.readJson(message) };
+        } catch (err) {
+          return { err };
+        }
+      });
+    const mislabelled = { content: Buffer.from('{"looks":"like json"}'), properties: { contentType: 'text/plain' } };
+    t.provoke(6, 'handed readJson() a message labelled text/plain, then one with no content type at all');
+    const plain = await thrown('readJson(a text/plain message)', mislabelled);
+    if (!(plain.err instanceof Error)) {
+      t.fail({
+        summary: 'readJson() accepted a message labelled text/plain.',
+        expected: 'an Error, because the content type is not application/json',
+        saw: 'err' in plain ? `${typeof plain.err} thrown, not an Error` : `a value: ${JSON.stringify(plain.value)}`,
+        why: 'Guessing is how a consumer ends up processing something it does not understand. The label is the contract.',
+        fix: "Throw an Error when message.properties.contentType !== 'application/json'.",
+      });
+    }
+    const plainError = plain.err as Error; // t.fail() above returns never
+    if (!plainError.message.includes('text/plain')) {
+      t.fail({
+        summary: 'readJson() refused a text/plain message, but its Error does not say which content type it got.',
+        expected: 'an Error whose message names "text/plain"',
+        saw: `Error: ${JSON.stringify(plainError.message)}`,
+        why: 'Whoever reads the log has to find out why a message was refused. "expected application/json, got text/plain" answers at once.',
+        fix: 'throw new Error(`expected content type application/json, got ${type}`)',
+      });
+    }
+    const unlabelled = await thrown('readJson(a message with no content type)', { content: Buffer.from('{"id":1}'), properties: {} });
+    if (!(unlabelled.err instanceof Error)) {
+      t.fail({
+        summary: 'readJson() accepted a message with no content type at all.',
+        expected: 'an Error, because the message does not say it is JSON',
+        saw: 'err' in unlabelled ? `${typeof unlabelled.err} thrown, not an Error` : `a value: ${JSON.stringify(unlabelled.value)}`,
+        why: 'A missing label is not "probably JSON". The body could be anything; parsing it is a guess.',
+        fix: "if (message.properties.contentType !== 'application/json') throw new Error(…): undefined is not 'application/json' either.",
+      });
+    }
+    if (unlabelled.err instanceof TypeError && /Cannot read propert/.test(unlabelled.err.message)) {
+      t.fail({
+        summary: 'readJson() crashed on a message with no content type, instead of refusing it.',
+        expected: 'an Error that says the message is not labelled application/json',
+        saw: `TypeError: ${unlabelled.err.message}`,
+        why: 'contentType is undefined when the publisher set none. Calling a method on it throws a TypeError by accident, which tells the reader nothing about the message.',
+        fix: "Compare it: message.properties.contentType !== 'application/json'.",
+      });
+    }
+    t.observe(6, `readJson() threw Errors: "${plainError.message}", and "${(unlabelled.err as Error).message}"`);
+
+    t.provoke(7, 'handed readJson() a message labelled application/json whose body is broken JSON');
+    const broken = await thrown('readJson(a message with a broken JSON body)', { content: Buffer.from('{"id": 1,'), properties: { contentType: 'application/json' } });
+    if (!(broken.err instanceof Error) || broken.err.message.trim() === '') {
+      t.fail({
+        summary: broken.err instanceof Error ? 'readJson() threw an Error with an empty message for a body that is not valid JSON.' : 'readJson() did not throw an Error for a body that is not valid JSON.',
+        expected: 'an Error that says the body is not valid JSON',
+        saw: broken.err instanceof Error ? 'Error: ""' : 'err' in broken ? `${typeof broken.err} thrown, not an Error` : `a value: ${JSON.stringify(broken.value)}`,
+        why: 'A message that cannot be read must not turn into undefined or null downstream: an Error stops the work, and its message says why.',
+        fix: 'Let JSON.parse throw, or wrap it and throw new Error(`the body is not valid JSON: ${err.message}`).',
+      });
+    }
+    t.observe(7, `readJson() threw: "${(broken.err as Error).message}"`);
+  } finally {
+    restore();
+    confirms.restore();
   }
 });

@@ -1,7 +1,9 @@
 // Check 4.1: publishAll() puts every text of a batch, in order and persistent, in a durable
 // quorum queue, all published before the first confirm is awaited. When the broker refuses
 // part of a batch (a max-length policy with overflow reject-publish: the queue takes one
-// message and nacks the rest), it rejects and says how many of how many. When the broker
+// message and nacks the rest, and the checker hands the broker's answers over one at a time),
+// it rejects and says how many of how many, counted once every answer is in. The first batch
+// holds the same text twice: two messages all the same. When the broker
 // refuses the queue's declaration (406), it passes the error on and closes its connection.
 import type { GetMessage } from 'amqplib';
 import { defineCheck, type CheckContext } from '../../runner/check/context.js';
@@ -16,10 +18,11 @@ const PUBLISH = "channel.sendToQueue(queue, Buffer.from(text), { persistent: tru
 export default defineCheck<typeof Exercise>(async (t) => {
   const queue = 'orders';
   const tag = Math.floor(Math.random() * 9000) + 1000;
-  const first = [1, 2, 3, 4, 5].map((i) => `order ${tag}-${i}`);
+  // The same order twice (a customer who ordered the same thing again): two messages.
+  const first = [1, 2, 3, 3, 4].map((i) => `order ${tag}-${i}`);
 
   // 1. A batch the broker accepts.
-  t.provoke([1, 2, 3], `called publishAll(url, "${queue}", [${first.length} texts]) on an empty vhost`);
+  t.provoke([1, 2, 3], `called publishAll(url, "${queue}", [${first.length} texts, the 3rd and 4th the same]) on an empty vhost`);
   confirmWindows.reset();
   await t.call(`publishAll(url, "${queue}", [${first.length} texts])`, () => t.target.publishAll(t.url, queue, first));
   const window = confirmWindows.report();
@@ -71,6 +74,18 @@ function expectBatch(t: Ctx, queue: string, messages: GetMessage[], texts: strin
     });
   }
   const same = messages.length === texts.length && messages.every((m, i) => m.content.equals(Buffer.from(texts[i]!)));
+  const distinct = [...new Set(texts)];
+  if (!same && distinct.length < texts.length && bodies.length === distinct.length && bodies.every((b, i) => b === distinct[i])) {
+    const twice = texts.find((x, i) => texts.indexOf(x) !== i)!;
+    t.fail({
+      summary: `publishAll() published each distinct text once: ${JSON.stringify(twice)} was given twice, and the queue "${queue}" holds it once.`,
+      expected: `${texts.length} messages: ${texts.map((x) => JSON.stringify(x)).join(', ')}`,
+      saw: `${bodies.length} messages: ${bodies.map((b) => JSON.stringify(b)).join(', ')}`,
+      why: 'Two equal texts are two messages: a customer who orders the same thing twice made two orders. What to send is the caller\'s decision; a publisher that drops a repeat (a Set, a filter on earlier texts) loses a message and still reports success.',
+      fix: `Publish every element of texts, in order, also one equal to an earlier one: texts.map((text) => new Promise(… ${PUBLISH} …)).`,
+      link: t.ui('queues', queue),
+    });
+  }
   if (!same) {
     const reordered = messages.length === texts.length && texts.every((x) => bodies.includes(x));
     const quoted = messages.length === texts.length && bodies.every((b, i) => b === JSON.stringify(texts[i]));
@@ -164,13 +179,18 @@ async function checkRefusedBatch(t: Ctx, queue: string, tag: number): Promise<vo
     // busy, that can come too late for a short batch: then all of it is taken, and the
     // checker tries again.
     if (!(await refuseNewMessages(t, queue, 'at'))) throw new Error(`the broker kept accepting messages on "${queue}" despite the max-length policy; the check cannot judge`);
-    t.provoke([4, 5], `put a policy on "${queue}" (max-length 0, overflow reject-publish): the broker will take the first message of the next batch and refuse (nack) the rest`);
-    const outcome = await settle(t, `publishAll(url, "${queue}", [${second.length} more texts]) while the queue is full`, () => t.target.publishAll(t.url, queue, second));
+    t.provoke([4, 5], `put a policy on "${queue}" (max-length 0, overflow reject-publish): the broker will take the first message of the next batch and refuse (nack) the rest; the checker hands its answers to publishAll() one at a time, a few milliseconds apart, as a busy broker sends them`);
+    confirmWindows.reset();
+    confirmWindows.paceAnswers(true);
+    const outcome = await settle(t, `publishAll(url, "${queue}", [${second.length} more texts]) while the queue is full`, () => t.target.publishAll(t.url, queue, second)).finally(() =>
+      confirmWindows.paceAnswers(false),
+    );
+    const answers = confirmWindows.report();
     await expectClosed(t, 'publishAll(), after the broker refused messages,');
     const kept = await t.takeMessages(queue, second.length + 1);
     const refused = second.length - kept.length;
     t.log(`the broker kept ${kept.length} and refused ${refused} of the ${second.length} messages`);
-    if (refused > 0) return judgeRefusal(t, queue, second, kept.length, outcome);
+    if (refused > 0) return judgeRefusal(t, queue, second, kept.length, outcome, answers);
     if (outcome.rejected) {
       t.fail({
         summary: `publishAll() rejected with "${messageOf(outcome.err)}", but the broker had confirmed all ${second.length} messages.`,
@@ -185,7 +205,7 @@ async function checkRefusedBatch(t: Ctx, queue: string, tag: number): Promise<vo
 }
 
 /** Line 4: publishAll() rejected with an Error that says how many of how many (the broker's count). */
-function judgeRefusal(t: Ctx, queue: string, second: string[], kept: number, outcome: Awaited<ReturnType<typeof settle>>): void {
+function judgeRefusal(t: Ctx, queue: string, second: string[], kept: number, outcome: Awaited<ReturnType<typeof settle>>, answers: ConfirmReport): void {
   const refused = second.length - kept;
   if (!outcome.rejected) {
     t.fail({
@@ -211,17 +231,34 @@ function judgeRefusal(t: Ctx, queue: string, second: string[], kept: number, out
   const numbers = (message.match(/\d+/g) ?? []).map(Number);
   const says = (n: number) => new RegExp(`(^|\\D)${n}(\\D|$)`).test(message);
   if (!says(refused) || !says(second.length) || (refused === second.length && numbers.filter((n) => n === refused).length < 2)) {
-    const blamesAll = refused < second.length && says(second.length) && !says(refused);
+    // The count it gives: the number that is not the batch's size (or the size itself, said twice).
+    const others = [...numbers];
+    if (says(second.length)) others.splice(others.indexOf(second.length), 1);
+    const claimed = says(second.length) ? others[0] : undefined;
+    const blamesAll = claimed === second.length;
+    // Rejected with answers still on their way: it did not wait for them all.
+    const tooEarly = claimed !== undefined && claimed < refused && answers.seen && answers.unconfirmed > 0;
+    const countsKept = claimed !== undefined && claimed === kept && kept !== refused;
     t.fail({
       summary: blamesAll
         ? `publishAll() says the broker refused all ${second.length} messages, but the broker kept ${kept} of them and refused ${refused}.`
-        : `publishAll() rejected, but its error does not say how many of how many messages were refused (${refused} of ${second.length}).`,
+        : tooEarly
+          ? `publishAll() says the broker refused ${claimed} of ${second.length} messages, but it refused ${refused}: publishAll() counted before every answer had arrived.`
+          : countsKept
+            ? `publishAll() says the broker refused ${claimed} of ${second.length} messages, but ${claimed} is how many it kept: it refused ${refused}.`
+            : `publishAll() rejected, but its error does not say how many of how many messages were refused (${refused} of ${second.length}).`,
       expected: `an error like "the broker refused ${refused} of ${second.length} messages"`,
       saw: JSON.stringify(message),
       why: blamesAll
         ? 'waitForConfirms() rejects at the first nack, whatever happened to the other messages. A caller that believes all of them were refused sends the kept ones again: duplicates.'
-        : 'waitForConfirms() rejects at the FIRST nack, with "message nacked": it does not tell you which messages, or how many, the broker kept. To retry only the refused ones, or to report them, you need each message\'s own answer.',
-      fix: 'Give each sendToQueue a callback, turn each into a promise, await Promise.allSettled(...) and count the rejected ones.',
+        : tooEarly
+          ? 'Promise.all() and waitForConfirms() reject at the FIRST nack. The broker may answer each message on its own, at its own time (the checker handed its answers over one at a time, as a busy broker sends them): when the first nack arrived, the other answers had not, and the count stopped there. A caller told that fewer were refused believes the others are safe.'
+          : countsKept
+            ? "The count filters the outcomes on the wrong status: 'fulfilled' is an ack (kept), 'rejected' a nack (refused). A caller that retries the refused ones would resend the wrong number."
+            : 'waitForConfirms() rejects at the FIRST nack, with "message nacked": it does not tell you which messages, or how many, the broker kept. To retry only the refused ones, or to report them, you need each message\'s own answer.',
+      fix: countsKept
+        ? "const refused = outcomes.filter((o) => o.status === 'rejected').length;"
+        : 'Give each sendToQueue a callback, turn each into a promise, await Promise.allSettled(...) (it waits for every answer) and count the rejected ones.',
     });
   }
   t.observe(4, `saw publishAll() reject with "${message}" while the broker had refused ${refused} of ${second.length} messages`);

@@ -4,7 +4,11 @@
 //    - publishBuffers: how many bytes the code lets pile up in amqplib's per-channel write
 //      buffers, the memory a publisher that ignores publish()'s `false` keeps growing;
 //    - confirmWindows: the channels the code opens, how many messages each one had published
-//      and not yet seen confirmed, and how many were still unconfirmed when it closed.
+//      and not yet seen confirmed, and how many were still unconfirmed when it closed; whether
+//      it published while publish() had said the buffer was full ('drain' not come yet), and
+//      whether a 'return' listener was in place when it published. On request, it hands the
+//      broker's answers (acks, nacks) to the code one at a time, a few milliseconds apart, as a
+//      broker may send them: code that stops at the first nack then shows it.
 //
 //    Why not the socket? amqplib writes each channel's frames into an in-memory stream (a
 //    PassThrough with a high-water mark of 1,024 frames) and a multiplexer copies them to the
@@ -14,8 +18,8 @@
 //    (channel.unconfirmed, one slot per message published and not yet acked or nacked).
 //
 //    Relies on amqplib internals (lib/connection.js: Connection#freshChannel and
-//    this.channels[n].buffer; lib/channel.js: pushConfirmCallback and this.unconfirmed),
-//    checked against amqplib 2.3.1. When they change, `available` is false and the checks
+//    this.channels[n].buffer; lib/channel.js: pushConfirmCallback, sendMessage, accept and
+//    this.unconfirmed), checked against amqplib 2.3.1. When they change, `available` is false and the checks
 //    skip what they cannot see.
 //
 // 2. The broker playing difficult: refusing messages (a max-length policy with overflow
@@ -33,6 +37,11 @@ import { openConnectionsTo } from '../../runner/check/socket-tracker.js';
 interface Stream {
   write(chunk: unknown, ...rest: unknown[]): boolean;
   read(...args: unknown[]): unknown;
+}
+interface Frame {
+  id: number;
+  channel?: number;
+  fields: { deliveryTag: number; multiple: boolean };
 }
 interface ChannelInternals {
   unconfirmed?: unknown[];
@@ -57,6 +66,21 @@ interface Watched {
   /** Messages the broker sent back (basic.return), and how many of them nobody but the checker listened for. */
   returns: number;
   returnsUnheard: number;
+  /** Messages published (confirm or plain channel), and how many of them while the code had no 'return' listener. */
+  sent: number;
+  sentUnheard: number;
+  /** publish() returned false and the channel has not emitted 'drain' since. */
+  full: boolean;
+  /** Messages published while `full`, and the number (0-based, on this channel) of the first one. */
+  sentWhileFull: number;
+  firstWhileFull?: number;
+  /** The broker's answers reach this channel one at a time (see confirmWindows.paceAnswers). */
+  paced: boolean;
+  /** Paced answers not handed over yet, as single-tag frames; every tag up to `pacedUpTo` is queued or handed over. */
+  answers: Frame[];
+  pacedUpTo: number;
+  pacedAbove: Set<number>;
+  pump?: NodeJS.Timeout;
 }
 
 const size = (chunk: unknown) => (Buffer.isBuffer(chunk) ? chunk.length : 0);
@@ -67,6 +91,9 @@ let buffersAvailable = false;
 let confirmsAvailable = false;
 let maxBytes = 0;
 let watched: Watched[] = [];
+let pacing = false;
+/** Milliseconds between two answers handed over one at a time. */
+const PACE_MS = 3;
 const byChannel = new WeakMap<object, Watched>();
 
 function install(): void {
@@ -75,6 +102,7 @@ function install(): void {
   const lib = path.join(path.dirname(require.resolve('amqplib')), 'lib');
   const { Connection } = require(path.join(lib, 'connection.js')) as { Connection?: { prototype: Record<string, unknown> } };
   const { BaseChannel } = require(path.join(lib, 'channel.js')) as { BaseChannel?: { prototype: Record<string, unknown> } };
+  const defs = require(path.join(lib, 'defs.js')) as { BasicAck?: number; BasicNack?: number };
   const fresh = Connection?.prototype.freshChannel;
   if (typeof fresh !== 'function') return;
   Connection!.prototype.freshChannel = function (this: ConnectionInternals, channel: ChannelInternals, ...args: unknown[]) {
@@ -96,17 +124,90 @@ function install(): void {
     }
     return result;
   };
+  const send = BaseChannel!.prototype.sendMessage;
+  const accept = BaseChannel!.prototype.accept;
+  if (typeof send !== 'function' || typeof accept !== 'function' || typeof defs.BasicAck !== 'number' || typeof defs.BasicNack !== 'number') return;
+  // Every publish (confirm channel or not) goes through sendMessage, which returns the write buffer's answer.
+  BaseChannel!.prototype.sendMessage = function (this: ChannelInternals, ...args: unknown[]) {
+    const w = byChannel.get(this);
+    if (w) {
+      if (w.full) {
+        w.sentWhileFull++;
+        w.firstWhileFull ??= w.sent;
+      }
+      if (this.listenerCount('return') <= 1) w.sentUnheard++;
+      w.sent++;
+    }
+    const result = (send as (...a: unknown[]) => unknown).apply(this, args);
+    if (w && result === false) w.full = true;
+    return result;
+  };
+  const answerIds = new Set([defs.BasicAck, defs.BasicNack]);
+  BaseChannel!.prototype.accept = function (this: ChannelInternals, f: Frame) {
+    const w = byChannel.get(this);
+    if (!w?.paced || !answerIds.has(f.id)) return (accept as (f: Frame) => unknown).call(this, f);
+    queueAnswers(w, f, accept as (f: Frame) => unknown);
+    return undefined;
+  };
   confirmsAvailable = true;
+}
+
+/**
+ * Queues an answer of the broker (an ack or a nack, for one message or, with `multiple`, for
+ * every one up to its tag) as one frame per message, and hands them to amqplib one at a time.
+ */
+function queueAnswers(w: Watched, f: Frame, accept: (f: Frame) => unknown): void {
+  const single = (tag: number): Frame => ({ id: f.id, channel: f.channel, fields: { ...f.fields, deliveryTag: tag, multiple: false } });
+  const tag = f.fields.deliveryTag;
+  if (f.fields.multiple) {
+    for (let k = w.pacedUpTo + 1; k <= tag; k++) if (!w.pacedAbove.has(k)) w.answers.push(single(k));
+    for (const k of w.pacedAbove) if (k <= tag) w.pacedAbove.delete(k);
+    w.pacedUpTo = Math.max(w.pacedUpTo, tag);
+  } else {
+    w.answers.push(single(tag));
+    w.pacedAbove.add(tag);
+    while (w.pacedAbove.has(w.pacedUpTo + 1)) w.pacedAbove.delete(++w.pacedUpTo);
+  }
+  const handOver = () => {
+    w.pump = undefined;
+    const next = w.answers.shift();
+    // A channel that is closing or closed has an accept() of its own: its answers are void.
+    if (!next || w.unconfirmedAtClose !== undefined || Object.prototype.hasOwnProperty.call(w.channel, 'accept')) return;
+    accept.call(w.channel, next);
+    if (w.answers.length > 0) w.pump = setTimeout(handOver, PACE_MS);
+  };
+  w.pump ??= setTimeout(handOver, PACE_MS);
 }
 
 function watchChannel(channel: ChannelInternals): void {
   if (!channel || typeof channel.prependListener !== 'function') return;
-  const w: Watched = { channel, confirm: /Confirm/.test(channel.constructor.name), published: 0, maxUnconfirmed: 0, returns: 0, returnsUnheard: 0 };
+  const w: Watched = {
+    channel,
+    confirm: /Confirm/.test(channel.constructor.name),
+    published: 0,
+    maxUnconfirmed: 0,
+    returns: 0,
+    returnsUnheard: 0,
+    sent: 0,
+    sentUnheard: 0,
+    full: false,
+    sentWhileFull: 0,
+    paced: pacing,
+    answers: [],
+    pacedUpTo: 0,
+    pacedAbove: new Set(),
+  };
   byChannel.set(channel, w);
   watched.push(w);
   // Before amqplib's own 'close' listener, which empties the window.
   channel.prependListener('close', () => {
     w.unconfirmedAtClose = pending(channel);
+    if (w.pump) clearTimeout(w.pump);
+    w.answers = [];
+  });
+  // Before the code's own listeners: the buffer has room again.
+  channel.prependListener('drain', () => {
+    w.full = false;
   });
   // Sees basic.return arrive, and whether the code under check had a listener for it then.
   channel.prependListener('return', () => {
@@ -172,6 +273,13 @@ export interface ConfirmReport {
   returnsUnheard: number;
   /** 'return' listeners the code has on its channels now. */
   returnListeners: number;
+  /** Messages published (on any channel), and how many of them while the code had no 'return' listener on that channel. */
+  sent: number;
+  sentUnheard: number;
+  /** Messages published while publish() had said the buffer was full and 'drain' had not come yet. */
+  sentWhileFull: number;
+  /** The first of them: its number among the messages its channel published (0-based). */
+  firstWhileFull?: number;
 }
 
 export const confirmWindows = {
@@ -181,6 +289,14 @@ export const confirmWindows = {
    */
   reset(): void {
     watched = [];
+  },
+  /**
+   * On: the channels opened from now on get the broker's answers (acks, nacks) one at a time,
+   * PACE_MS apart, each for one message, as a broker may send them. Answers the broker grouped
+   * (multiple: true) are split. Off again before the checker opens channels of its own.
+   */
+  paceAnswers(on: boolean): void {
+    pacing = on;
   },
   report(): ConfirmReport {
     const confirm = watched.filter((w) => w.confirm);
@@ -194,6 +310,10 @@ export const confirmWindows = {
       returns: watched.reduce((n, w) => n + w.returns, 0),
       returnsUnheard: watched.reduce((n, w) => n + w.returnsUnheard, 0),
       returnListeners: watched.reduce((n, w) => n + w.channel.listenerCount('return') - 1, 0),
+      sent: watched.reduce((n, w) => n + w.sent, 0),
+      sentUnheard: watched.reduce((n, w) => n + w.sentUnheard, 0),
+      sentWhileFull: watched.reduce((n, w) => n + w.sentWhileFull, 0),
+      firstWhileFull: watched.find((w) => w.firstWhileFull !== undefined)?.firstWhileFull,
     };
   },
 };

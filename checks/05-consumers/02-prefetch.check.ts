@@ -1,29 +1,54 @@
 // Check 5.2: with prefetch N, the workers handle up to N messages at the same time, never more,
-// and really reach N (handle() is slow and async); every message is handled once and acked.
+// and really reach N (handle() is slow and async); handle() gets each body as a string; a job
+// whose handle() rejects comes back until it succeeds, every other one is handled once and acked;
+// stop() leaves the job still running in the queue. A second instance survives the queue's
+// deletion (a null message) and a reset connection; a refused declaration must reject with the
+// broker's error and close the connection.
 import { defineCheck } from '../../runner/check/context.js';
 import type { ConsumerInfo } from '../../runner/broker/management.js';
+import { expectQuorumQueue } from '../../runner/check/topology.js';
 import type * as Exercise from '../../exercises/05-consumers/02-prefetch.js';
+import { expectRefusedDeclaration, expectSurvivesReset, learnerConnectionsOpen, pause, ScriptedHandler } from './support.js';
 
 export default defineCheck<typeof Exercise>(async (t) => {
   const queue = 'jobs';
   const prefetch = 7;
   const total = 42;
   const handlerMs = 30;
+  const jobs = Array.from({ length: total }, (_, i) => `job-${i + 1}`);
+  // How often handle() rejects a job before it accepts it.
+  const failures: Record<string, number> = { 'job-5': 1, 'job-9': 1, 'job-13': 2 };
+  const last = 'job-last'; // handle() never resolves for this one
 
   let inFlight = 0;
   let maxInFlight = 0;
-  const calls: string[] = [];
+  const calls: unknown[] = [];
+  const failed = new Map<string, number>();
   const done = new Set<string>();
+  let lastStarted = false;
   const handle = async (text: string) => {
     calls.push(text);
+    const key = String(text);
+    if (key === last) {
+      lastStarted = true;
+      return new Promise<void>(() => undefined);
+    }
     inFlight++;
     maxInFlight = Math.max(maxInFlight, inFlight);
     await new Promise((resolve) => setTimeout(resolve, handlerMs)); // a slow call to another service
     inFlight--;
-    done.add(text);
+    const n = failed.get(key) ?? 0;
+    if (n < (failures[key] ?? 0)) {
+      failed.set(key, n + 1);
+      throw new Error(`the other service failed on ${key}`);
+    }
+    done.add(key);
   };
+  const count = (job: string) => calls.filter((c) => String(c) === job).length;
 
+  t.provoke(1, `called startWorkers(url, "${queue}", ${prefetch}, handle); there is no queue "${queue}" yet`);
   const workers = await t.call(`startWorkers(url, "${queue}", ${prefetch}, handle)`, () => t.target.startWorkers(t.url, queue, prefetch, handle));
+  await expectQuorumQueue(t, queue);
   if (!(await t.waitFor(async () => (await t.consumerCount(queue)) > 0, 2000))) {
     t.fail({
       summary: `startWorkers() returned, but there is no consumer on "${queue}".`,
@@ -37,11 +62,22 @@ export default defineCheck<typeof Exercise>(async (t) => {
   // tick; start asking now, and look only if something goes wrong.
   const listed: Promise<ConsumerInfo | undefined> = t.waitForConsumer(queue, 8000).catch(() => undefined);
 
-  await t.publish(queue, Array.from({ length: total }, (_, i) => `job-${i + 1}`));
-  t.log(`each handle() call takes ${handlerMs} ms; the checker counts how many run at the same time`);
+  await t.publish(queue, jobs);
+  t.provoke(2, `published ${total} jobs; each handle() call takes ${handlerMs} ms, and the checker counts how many run at the same time`);
+  t.provoke(3, `handle() rejects ${Object.entries(failures).map(([job, n]) => `${job} ${n === 1 ? 'once' : `${n} times`}`).join(', ')} before it accepts them`);
   const finished = await t.waitFor(() => done.size >= total, 5000);
   t.log(`handled ${done.size} of ${total}; at most ${maxInFlight} at the same time`);
 
+  const notText = calls.find((c) => typeof c !== 'string');
+  if (notText !== undefined) {
+    t.fail({
+      summary: `handle() got ${Buffer.isBuffer(notText) ? 'a Buffer' : `a ${typeof notText}`}, not the body as a string.`,
+      expected: 'handle("job-1"): a string',
+      saw: `handle(${Buffer.isBuffer(notText) ? `<Buffer "${notText.toString()}">` : JSON.stringify(notText)})`,
+      why: 'msg.content is a Buffer: bytes. A handler that compares, logs or stores text gets something else; a Buffer is not equal to the string it holds.',
+      fix: 'handle(msg.content.toString())',
+    });
+  }
   if (maxInFlight > prefetch) {
     const c = await listed;
     const cause = !c
@@ -61,12 +97,18 @@ export default defineCheck<typeof Exercise>(async (t) => {
     });
   }
   if (!finished) {
+    const missing = jobs.filter((j) => !done.has(j));
+    const onlyFailed = missing.length > 0 && missing.every((j) => failures[j]);
     t.fail({
-      summary: `Only ${done.size} of ${total} messages were handled within 5 s.`,
-      expected: `${total} handled (about ${Math.ceil(total / prefetch) * handlerMs} ms with ${prefetch} at a time)`,
+      summary: onlyFailed
+        ? `The jobs that handle() rejected were not tried again until it accepted them: ${missing.map((j) => `${j} (handled ${count(j)} time${count(j) === 1 ? '' : 's'}, rejected ${failures[j]} time${failures[j] === 1 ? '' : 's'})`).join(', ')}.`
+        : `Only ${done.size} of ${total} messages were handled within 5 s.`,
+      expected: onlyFailed ? 'each rejected job requeued and handled again, until handle() resolves' : `${total} handled (about ${Math.ceil(total / prefetch) * handlerMs} ms with ${prefetch} at a time)`,
       saw: `${done.size} handled, at most ${maxInFlight} at the same time`,
-      why: 'Each handled message must be acked: the broker sends the next one only when a slot of the prefetch is free.',
-      fix: 'Ack each message when its handle() resolves.',
+      why: onlyFailed
+        ? 'A failing handler (the other service timed out) is a passing problem: the message must go back to the queue to be tried again. Left unanswered it blocks a prefetch slot until the channel closes; rejected without requeue it is gone.'
+        : 'Each handled message must be acked: the broker sends the next one only when a slot of the prefetch is free.',
+      fix: onlyFailed ? 'handle(text).then(() => channel.ack(msg), () => channel.reject(msg, true))' : 'Ack each message when its handle() resolves.',
       link: t.ui('queues', queue),
     });
   }
@@ -88,23 +130,81 @@ export default defineCheck<typeof Exercise>(async (t) => {
       link: t.ui('queues', queue),
     });
   }
+  t.observe(2, `${prefetch} handlers ran at the same time, never more: the prefetch of ${prefetch} given`);
 
-  // Every message handled exactly once, and acked: nothing comes back after stop().
-  await t.call('stop()', () => workers.stop());
-  await t.expectConnectionsClosed('stop()');
-  const left = await t.messageCount(queue);
-  if (left > 0 || calls.length !== total) {
+  // Every job handled as often as it was rejected, plus once.
+  const wrongCounts = jobs.filter((j) => count(j) !== (failures[j] ?? 0) + 1);
+  if (wrongCounts.length > 0) {
     t.fail({
-      summary: left > 0 ? `After stop(), ${left} message(s) went back to "${queue}": they were handled but not acknowledged.` : `handle() was called ${calls.length} times for ${total} messages.`,
-      expected: `${total} calls, "${queue}" empty after stop()`,
-      saw: `${calls.length} calls, ${left} message(s) left`,
-      fix: 'Ack each message once, when its handle() resolves.',
+      summary: `Some jobs reached handle() more often than they failed: ${wrongCounts.map((j) => `${j} ${count(j)} times`).join(', ')}.`,
+      expected: `each job once, plus once more for each rejection (${Object.entries(failures).map(([j, n]) => `${j} ${n + 1} times`).join(', ')})`,
+      saw: `${calls.length} calls for ${total} jobs`,
+      why: 'A job comes back only when it was requeued, or left unacknowledged when a channel closed. A successful job that comes back is done twice: an email sent twice.',
+      fix: 'Answer each message exactly once: ack when handle() resolves, reject with requeue when it rejects.',
       link: t.ui('queues', queue),
     });
   }
+  t.observe(3, `every job reached handle() as a string; the rejected ones came back until handle() accepted them (${Object.entries(failures).map(([j, n]) => `${j} ${n + 1} times`).join(', ')})`);
+
+  // stop() while one handler still runs: its message was never acked, so it goes back to the queue.
+  await t.publish(queue, [last]);
+  if (!(await t.waitFor(() => lastStarted, 2000))) {
+    t.fail({ summary: `handle() never got "${last}", published after the others.`, expected: `handle("${last}")`, saw: 'no call', fix: 'Keep consuming: ack every message, so the broker sends the next.', link: t.ui('queues', queue) });
+  }
+  t.provoke(5, `called stop() while handle("${last}") has still not resolved`);
+  await t.call('stop()', () => workers.stop());
+  await t.expectConnectionsClosed('stop()');
+  t.observe(5, 'after stop(), your connection is closed');
+  const left = (await t.takeMessages(queue, 50)).map((m) => m.content.toString());
+  if (left.length !== 1 || left[0] !== last) {
+    const c = await listed;
+    const early = !left.includes(last);
+    t.fail({
+      summary: early
+        ? `"${last}" was acknowledged before handle() resolved it: after stop() it is not back in "${queue}"${c && !c.ack_required ? ' (your consumer does not acknowledge at all: noAck: true)' : ''}.`
+        : `After stop(), ${left.length} message(s) went back to "${queue}": they were handled but never acknowledged.`,
+      expected: `only "${last}" back in "${queue}" (its handle() never resolved)`,
+      saw: left.length ? left.slice(0, 10).join(', ') : `"${queue}" empty`,
+      why: early
+        ? 'An ack says "done, forget it". Sent before the work is done (or with noAck: true), the message is lost when the service stops or dies in the middle.'
+        : 'A message that is not acked comes back when the channel closes, and is processed again.',
+      fix: 'Consume with { noAck: false }, and ack each message in the .then() of its handle(), once it has resolved.',
+      link: t.ui('queues', queue),
+    });
+  }
+  t.observe([1, 3, 5], `after stop(), only "${last}" is back in "${queue}": every other job was acked once handled, and none before`);
+
+  // A second instance: the queue deleted under it, its connection reset.
+  await t.call(`startWorkers(url, "${queue}", ${prefetch}, handle) again`, () => t.target.startWorkers(t.url, queue, prefetch, new ScriptedHandler<string>(String, () => ({ kind: 'ok' })).handle));
+  const ch = await t.channel();
+  await ch.deleteQueue(queue);
+  await ch.close();
+  t.provoke(1, `deleted "${queue}" under the second instance: the broker cancels its consumer, and amqplib calls your callback with null`);
+  await pause(50);
+  if (learnerConnectionsOpen(t) === 0) {
+    t.fail({
+      summary: `When the broker cancelled your consumer (the checker deleted "${queue}"), your message callback threw, and amqplib closed your connection.`,
+      expected: 'the callback returns at once on a null message; the connection stays open',
+      saw: 'your connection closed right after the cancel',
+      why: 'When the broker cancels a consumer (its queue was deleted, or a quorum queue lost its leader), amqplib calls the callback once more, with null. msg.content on null throws, inside amqplib: it takes that for a broken connection and closes it.',
+      fix: 'Begin the callback with: if (msg === null) return;',
+      link: t.ui('connections'),
+    });
+  }
+  t.observe(1, 'your connection is still open after the null message: the callback skipped it');
+  await expectSurvivesReset(t, [4], 'of the second instance');
+
+  await expectRefusedDeclaration(t, {
+    lines: [4],
+    queue: 'jobs.legacy',
+    existing: { durable: true, arguments: { 'x-queue-type': 'classic' } },
+    what: 'a classic queue',
+    label: `startWorkers(url, "jobs.legacy", ${prefetch}, handle)`,
+    call: () => t.target.startWorkers(t.url, 'jobs.legacy', prefetch, handle),
+  });
   t.note(`${prefetch} handlers at a time, ${total} messages of ${handlerMs} ms: done in about ${Math.ceil(total / prefetch) * handlerMs} ms instead of ${total * handlerMs} ms one by one.`);
 });
 
 function handlers(n: number): string {
-  return n === 1 ? '1 handler' : `${n} handlers`;
+  return `${n} handler${n === 1 ? '' : 's'}`;
 }

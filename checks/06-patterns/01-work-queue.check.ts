@@ -7,7 +7,7 @@
 import { defineCheck } from '../../runner/check/context.js';
 import type * as Exercise from '../../exercises/06-patterns/01-work-queue.js';
 import { expectQuorumQueue } from '../../runner/check/topology.js';
-import { cutConnectionsAndSurvive, deleteQueueUnderConsumer, expectMethods, simulatedWorker } from './support.js';
+import { connectionMark, connectionsSince, cutConnectionsAndSurvive, deleteQueueUnderConsumer, expectClosedOnReturn, expectMethods, simulatedWorker, type AmqpConnection, type TaskScript } from './support.js';
 
 const TASKS = 30;
 const SLOW_MS = 200;
@@ -17,15 +17,20 @@ const RETRIES: [task: string, failures: number][] = [
   ['retry-twice', 2],
 ];
 const HANG = 'hang';
+// work() rejects it on whichever worker takes it first, every time, and does it at once on the other.
+const ELSEWHERE = 'fails-on-one-worker';
 
 export default defineCheck<typeof Exercise>(async (t) => {
   const queue = 'tasks';
-  const script = { failFirst: new Map(RETRIES), hang: new Set([HANG]) };
-  const slow = simulatedWorker(SLOW_MS, script);
-  const fast = simulatedWorker(FAST_MS, script);
+  const script: TaskScript = { failFirst: new Map(RETRIES), hang: new Set([HANG]), failWhereFirstTaken: new Set([ELSEWHERE]) };
+  const slow = simulatedWorker(SLOW_MS, script, 'slow worker');
+  const fast = simulatedWorker(FAST_MS, script, 'fast worker');
+  const connectionsOf = new Map<Exercise.Worker, AmqpConnection[]>();
   const start = async (label: string, work: (task: string) => Promise<void>) => {
+    const mark = connectionMark();
     const worker = await t.call(`startWorker(url, "${queue}", work) for ${label}`, () => t.target.startWorker(t.url, queue, work));
     expectMethods(t, 'startWorker()', worker, ['stop']);
+    connectionsOf.set(worker, connectionsSince(mark));
     return worker;
   };
 
@@ -172,16 +177,43 @@ export default defineCheck<typeof Exercise>(async (t) => {
   }
   t.observe(3, `each failed task came back and was done once: ${RETRIES.map(([task]) => `"${task}" handed ${calls(task)} times`).join(', ')}`);
 
+  // A task that fails on one worker, every time, and works on the other: only a nack lets the other one have it.
+  await t.publish(queue, [ELSEWHERE]);
+  t.provoke(3, `published "${ELSEWHERE}": work() rejects it on the worker that takes it first, every time, and does it at once on the other`);
+  if (!(await t.waitFor(() => finished(ELSEWHERE) >= 1, 1500))) {
+    const owner = [slow, fast].find((w) => w.name === script.firstTakenBy?.get(ELSEWHERE));
+    const other = owner === slow ? fast : slow;
+    const tries = owner?.handedCount(ELSEWHERE) ?? 0;
+    if (owner && tries > 1 && other.handedCount(ELSEWHERE) === 0) {
+      slow.freeze();
+      fast.freeze();
+      t.fail({
+        summary: `work("${ELSEWHERE}") rejected ${tries} times in a row on the ${owner.name}, and the task never went back to the queue for the ${other.name}: your worker retries a failed task itself instead of nacking it.`,
+        expected: 'a task whose work() rejects is nacked back to the queue (channel.nack(msg)), where the broker gives it to a worker that is free',
+        saw: `work("${ELSEWHERE}") called ${tries} times on the ${owner.name} (where it fails every time), never on the ${other.name} (where it would succeed)`,
+        why: 'A task that fails on one worker (its disk is full, its database connection is broken) may well succeed on another. A retry loop inside the worker keeps the task, and the one task its prefetch allows, to itself for as long as it fails; a nack puts it back in the queue, for any worker.',
+        fix: 'work(text).then(() => channel.ack(msg), () => channel.nack(msg)): no retry loop of your own; the queue is the retry.',
+        link: t.ui('queues', queue),
+      });
+    }
+    t.fail({
+      summary: `The task "${ELSEWHERE}", which work() rejects on the ${owner?.name ?? 'worker that took it'}, never reached the other worker.`,
+      expected: 'a task whose work() rejects goes back to the queue (channel.nack(msg)), where another worker can take it',
+      saw: `work("${ELSEWHERE}") called ${slow.handedCount(ELSEWHERE)} time(s) on the slow worker, ${fast.handedCount(ELSEWHERE)} on the fast one`,
+      fix: 'work(text).then(() => channel.ack(msg), () => channel.nack(msg)).',
+      link: t.ui('queues', queue),
+    });
+  }
+  t.observe(3, `"${ELSEWHERE}" failed on the ${script.firstTakenBy?.get(ELSEWHERE)}, went back to the queue, and the other worker did it`);
+
   // 5. stop() while a task is in progress: it must go back to the queue, not be acked.
   await t.publish(queue, [HANG]);
   if (!(await t.waitFor(() => calls(HANG) > 0, 1000))) {
     t.fail({ summary: `The task "${HANG}" never reached work(): the workers stopped taking tasks.`, fix: 'Ack (or nack) every task exactly once, so that the broker keeps sending the next one.' });
   }
   t.provoke([3, 5], `called stop() on both workers while work("${HANG}") was still in progress`);
-  await t.call('stop() on both workers', async () => {
-    await slowWorker.stop();
-    await fastWorker.stop();
-  });
+  await expectClosedOnReturn(t, 'stop() on the slow worker', connectionsOf.get(slowWorker)!, () => slowWorker.stop());
+  await expectClosedOnReturn(t, 'stop() on the fast worker', connectionsOf.get(fastWorker)!, () => fastWorker.stop());
   await t.expectConnectionsClosed('stop()');
   await t.queue(queue, { why: 'stop() stops one worker; the queue, and the tasks in it, belong to every worker.', fix: 'In stop(), cancel the consumer and close the connection; never delete the queue.' });
   const consumersLeft = await t.consumerCount(queue);

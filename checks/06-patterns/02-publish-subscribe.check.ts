@@ -5,7 +5,7 @@
 import { defineCheck } from '../../runner/check/context.js';
 import type * as Exercise from '../../exercises/06-patterns/02-publish-subscribe.js';
 import { expectExchange } from '../../runner/check/topology.js';
-import { cutConnectionsAndSurvive, describeValue, expectMethods, publishToExchange } from './support.js';
+import { connectionMark, connectionsSince, cutConnectionsAndSurvive, describeValue, expectClosedOnReturn, expectMethods, publishToExchange, unsettled, type AmqpConnection } from './support.js';
 
 export default defineCheck<typeof Exercise>(async (t) => {
   const exchange = 'news';
@@ -14,11 +14,13 @@ export default defineCheck<typeof Exercise>(async (t) => {
   let notText: string | undefined;
   const queuesOf: string[][] = [];
   const subs: Exercise.Subscription[] = [];
+  const connectionsOf: AmqpConnection[][] = [];
   const queueNames = async () => new Set((await t.mgmt.queues(t.vhost)).map((q) => q.name));
 
   t.provoke([1, 2], `started ${SUBSCRIBERS} subscribers, the first in a vhost without the exchange "${exchange}"`);
   for (let i = 0; i < SUBSCRIBERS; i++) {
     const before = await queueNames();
+    const mark = connectionMark();
     const onEvent = (text: string) => {
       if (typeof text !== 'string') notText ??= describeValue(text);
       got[i]!.push(String(text));
@@ -26,6 +28,7 @@ export default defineCheck<typeof Exercise>(async (t) => {
     const sub = await t.call(`subscribe(url, "${exchange}", onEvent) for subscriber ${i + 1}`, () => t.target.subscribe(t.url, exchange, onEvent));
     expectMethods(t, 'subscribe()', sub, ['stop']);
     subs.push(sub);
+    connectionsOf.push(connectionsSince(mark));
     queuesOf.push([...(await queueNames())].filter((n) => !before.has(n)));
   }
 
@@ -101,11 +104,28 @@ export default defineCheck<typeof Exercise>(async (t) => {
   }
   t.observe(3, `each subscriber got the ${bodies.length} events, as text, in the order they were published`);
 
+  // How each subscriber consumes: no-ack mode, or manual acks that it actually sends.
+  const pile = () => connectionsOf.map((conns) => conns.map((c) => unsettled(c, bodies.length)).find((u) => u.count > 0));
+  await t.waitFor(() => pile().every((u) => !u), 300, 10);
+  const neverAcked = pile().findIndex((u) => u);
+  if (neverAcked >= 0) {
+    const u = pile()[neverAcked]!;
+    t.fail({
+      summary: `Subscriber ${neverAcked + 1} consumes with manual acks (noAck: false) but did not acknowledge ${u.settled === 0 ? 'any' : `${u.count}`} of the ${bodies.length} events it got: they stay in the broker, unacknowledged, until its connection closes.`,
+      expected: "consume(queue, onMessage, { noAck: true }), or channel.ack(msg) for every event",
+      saw: `basic.consume of "${u.consume?.queue}" with no-ack false; ${u.settled} of ${bodies.length} deliveries acked ${300} ms after the last one arrived`,
+      why: 'The broker keeps every delivered message it has no ack for, in memory, ready to deliver it again. A subscriber that never acks holds every event it ever got: a dashboard that runs for a day holds a day of events, and without a prefetch limit nothing stops the pile. On an exclusive queue a redelivery can never happen (the queue dies with the connection), so automatic acks cost nothing.',
+      fix: "channel.consume(queue, onMessage, { noAck: true })",
+      link: t.ui('channels'),
+    });
+  }
+  t.observe(3, 'every subscriber consumes in no-ack mode, or acked every event it got: nothing piles up unacknowledged');
+
   // A subscriber leaves: its queue must go with it, and so must its connection.
   const leaving = queuesOf[1]!;
   const openBefore = t.connectionsOpen();
   t.provoke([2, 5], 'called stop() on subscriber 2');
-  await t.call('stop() on subscriber 2', () => subs[1]!.stop());
+  await expectClosedOnReturn(t, 'stop() on subscriber 2', connectionsOf[1]!, () => subs[1]!.stop());
   if (!(await t.waitFor(() => t.connectionsOpen() < openBefore, 500))) {
     t.fail({
 

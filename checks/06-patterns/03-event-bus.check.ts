@@ -6,7 +6,7 @@
 import { defineCheck } from '../../runner/check/context.js';
 import type * as Exercise from '../../exercises/06-patterns/03-event-bus.js';
 import { expectExchange, expectQuorumQueue } from '../../runner/check/topology.js';
-import { cutConnectionsAndSurvive, deleteQueueUnderConsumer, describeValue, expectMethods, publishToExchange } from './support.js';
+import { connectionMark, connectionsSince, cutConnectionsAndSurvive, deleteQueueUnderConsumer, describeValue, expectClosedOnReturn, expectMethods, publishToExchange, type AmqpConnection } from './support.js';
 
 const EXCHANGE = 'events';
 const SERVICES = [
@@ -34,6 +34,9 @@ const RETRIES: [text: string, failures: number][] = [
 ];
 const PREFETCH = 10;
 const HELD = PREFETCH + 2;
+// Published among the held events, after the first QUICK_AFTER of them: its onEvent() resolves at once.
+const QUICK = 'done at once';
+const QUICK_AFTER = 5;
 const never = new Promise<never>(() => undefined);
 
 type Service = (typeof SERVICES)[number];
@@ -53,11 +56,14 @@ export default defineCheck<typeof Exercise>(async (t) => {
     }
     if (holding && String(text).startsWith('hold')) await never;
   };
+  const connectionsOf = new Map<Exercise.Listener, AmqpConnection[]>();
   const start = async (s: Service, again = '') => {
+    const mark = connectionMark();
     const listener = await t.call(`startListener(url, { exchange: "${EXCHANGE}", queue: "${s.queue}", patterns: ${JSON.stringify(s.patterns)} }, onEvent)${again}`, () =>
       t.target.startListener(t.url, { exchange: EXCHANGE, queue: s.queue, patterns: s.patterns }, onEventFor(s)),
     );
     expectMethods(t, 'startListener()', listener, ['stop']);
+    connectionsOf.set(listener, connectionsSince(mark));
     return listener;
   };
   const listeners = new Map<string, Exercise.Listener>();
@@ -192,7 +198,7 @@ export default defineCheck<typeof Exercise>(async (t) => {
   // 6. "alerts" stops: nothing may come back to its queue (everything was acked), no consumer, no connection.
   const openBefore = t.connectionsOpen();
   t.provoke(6, 'called stop() on "alerts"');
-  await t.call('stop() on "alerts"', () => listeners.get('alerts')!.stop());
+  await expectClosedOnReturn(t, 'stop() on "alerts"', connectionsOf.get(listeners.get('alerts')!)!, () => listeners.get('alerts')!.stop());
   const closed = await t.waitFor(() => t.connectionsOpen() < openBefore, 500);
   await t.queue('alerts', { why: 'stop() stops the service; its queue must stay, to keep the events published until it is back.', fix: 'In stop(), cancel the consumer and close the connection; never delete the queue.' });
 
@@ -215,7 +221,7 @@ export default defineCheck<typeof Exercise>(async (t) => {
   t.observe([4, 6], '"alerts" stopped: no consumer, its connection closed, and nothing came back to its queue (every event acked)');
 
   // 2. Downtime: billing stops, an order is placed, billing comes back.
-  await t.call('stop() on "billing"', () => listeners.get('billing')!.stop());
+  await expectClosedOnReturn(t, 'stop() on "billing"', connectionsOf.get(listeners.get('billing')!)!, () => listeners.get('billing')!.stop());
   await publishToExchange(t, EXCHANGE, [['order.placed', 'placed while billing was down']]);
   t.provoke(2, 'published "order.placed" while "billing" was stopped');
   const waiting = await t.mgmt.queue(t.vhost, 'billing').then((q) => (q ? t.messageCount('billing') : -1));
@@ -245,8 +251,10 @@ export default defineCheck<typeof Exercise>(async (t) => {
   holding = true;
   const held = Array.from({ length: HELD }, (_, i) => `hold #${i + 1}`);
   const inProgress = () => billing.filter((e) => e.text.startsWith('hold')).length;
-  await publishToExchange(t, EXCHANGE, held.map((text) => ['order.placed', text]));
-  t.provoke(4, `published ${HELD} events for "billing" whose onEvent() does not finish`);
+  const heldFrom = billing.length;
+  const batch = [...held.slice(0, QUICK_AFTER), QUICK, ...held.slice(QUICK_AFTER)];
+  await publishToExchange(t, EXCHANGE, batch.map((text) => ['order.placed', text]));
+  t.provoke(4, `published ${HELD} events for "billing" whose onEvent() does not finish, and after the first ${QUICK_AFTER} of them one whose onEvent() resolves at once`);
   await t.waitFor(() => inProgress() >= PREFETCH, 1000);
   await new Promise((r) => setTimeout(r, 100)); // time for any delivery beyond the limit to arrive
   const atOnce = inProgress();
@@ -255,6 +263,18 @@ export default defineCheck<typeof Exercise>(async (t) => {
   const back = await t.waitFor(async () => ((await t.messageCount('billing')) >= HELD ? HELD : undefined), 1000);
   if (!back) {
     const n = await t.messageCount('billing');
+    const phase = billing.slice(heldFrom).map((e) => e.text);
+    const beforeQuick = phase.slice(0, Math.max(0, phase.indexOf(QUICK))).filter((x) => x.startsWith('hold'));
+    if (beforeQuick.length > 0 && n === HELD - beforeQuick.length) {
+      t.fail({
+        summary: `When onEvent() resolved for "${QUICK}", the ${beforeQuick.length} events delivered before it, still in progress, were acknowledged with it: when the checker cut the connection, they were lost (${n} of the ${HELD} came back).`,
+        expected: `only "${QUICK}" acked; all ${HELD} events in progress back in the queue after the cut`,
+        saw: `${n} in "billing"; lost: ${beforeQuick.map((x) => `"${x}"`).join(', ')}`,
+        why: 'channel.ack(msg, true) means "this message and every earlier one on the channel". With 10 events in progress at once they finish in any order, and the earlier ones are not done: the broker forgets them, and a crash loses them.',
+        fix: 'channel.ack(msg): one ack per event, without the second argument (allUpTo).',
+        link: t.ui('queues', 'billing'),
+      });
+    }
     t.fail({
       summary: `When the checker cut the connection of "billing" with ${atOnce} events in progress, only ${n} of the ${HELD} came back to the queue: the others were lost, acked before onEvent() finished.`,
 
@@ -265,7 +285,7 @@ export default defineCheck<typeof Exercise>(async (t) => {
       link: t.ui('queues', 'billing'),
     });
   }
-  t.observe(4, `all ${HELD} events were back in "billing": none had been acked while in progress`);
+  t.observe(4, `all ${HELD} events were back in "billing": none had been acked while in progress, not even with the ack of "${QUICK}"`);
 
   if (atOnce !== PREFETCH) {
     t.fail({
@@ -291,7 +311,7 @@ export default defineCheck<typeof Exercise>(async (t) => {
   await t.waitFor(() => inProgress() >= PREFETCH + HELD, 1500);
   await deleteQueueUnderConsumer(t, 'billing', 5);
   t.provoke(6, 'called stop() on "billing" after its consumer was cancelled');
-  await t.call('stop() on "billing"', () => billingAgain.stop());
+  await expectClosedOnReturn(t, 'stop() on "billing"', connectionsOf.get(billingAgain)!, () => billingAgain.stop());
   await t.expectConnectionsClosed('stop()');
   t.observe(6, 'every connection closed');
 });

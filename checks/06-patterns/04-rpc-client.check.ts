@@ -5,7 +5,7 @@
 // still waiting; then a second client whose connection is cut: its next call must fail at once.
 import { defineCheck } from '../../runner/check/context.js';
 import type * as Exercise from '../../exercises/06-patterns/04-rpc-client.js';
-import { cutConnectionsAndSurvive, describeValue, expectMethods, settleWithin, startReferenceServer, type ServerPlan, type Settled } from './support.js';
+import { connectionMark, connectionsSince, cutConnectionsAndSurvive, describeValue, expectClosedOnReturn, expectMethods, pendingTimers, settleWithin, startReferenceServer, stillReachable, type ServerPlan, type Settled } from './support.js';
 
 const QUEUE = 'rpc';
 const IDLE_QUEUE = 'rpc-idle'; // declared by the checker, consumed by nobody
@@ -76,11 +76,14 @@ export default defineCheck<typeof Exercise>(async (t) => {
     }
   };
 
+  const mark = connectionMark();
   const client = await create('createRpcClient(url)');
+  const clientConnections = connectionsSince(mark);
   const call = (request: string, timeoutMs: number, queue = QUEUE) => callOn(client, queue, request, timeoutMs);
 
   // 1. One call.
   t.provoke([1, 2], `${label('ping', 2000)}: the first request of a new client`);
+  const timersBefore = pendingTimers();
   const first = await settleWithin(call('ping', 2000), 2500);
   const seen = server.requests[0];
   if (first.status === 'rejected') {
@@ -131,6 +134,17 @@ export default defineCheck<typeof Exercise>(async (t) => {
   const fruits = ['apple', 'banana', 'cherry', 'date'];
   const results = await Promise.all(fruits.map((f) => settleWithin(call(f, 2000), 2500)));
   t.provoke(2, `4 calls at once: ${fruits.join(', ')}; the server answered them in reverse order`);
+  const batch = server.requests.slice(1, 5);
+  const ids = batch.map((r) => r.properties.correlationId);
+  if (new Set(ids).size !== ids.length) {
+    t.fail({
+      summary: `Several of the ${fruits.length} concurrent requests carried the same correlationId, so their calls could not tell their replies apart.`,
+      expected: 'a different correlationId for every call',
+      saw: `${batch.map((r) => `${r.body}: ${r.properties.correlationId}`).join(', ')}; results: ${results.map((x, j) => `${fruits[j]} → ${x.status === 'resolved' ? JSON.stringify(x.value) : x.status}`).join(', ')}`,
+      why: "Two calls with one id share one entry in the map of waiting calls: the second overwrites the first, which then never gets its reply (or gets the other's). A timestamp, or a counter shared by several clients, is not unique: calls made in the same millisecond get the same one.",
+      fix: 'A fresh id per call: randomUUID() (from node:crypto).',
+    });
+  }
   for (const [i, r] of results.entries()) {
     const f = fruits[i]!;
     if (r.status === 'resolved' && r.value === `re: ${f}`) continue;
@@ -148,17 +162,6 @@ export default defineCheck<typeof Exercise>(async (t) => {
       fix: 'Keep a Map from correlationId to the waiting call; on each reply, look up msg.properties.correlationId and resolve that call only.',
     });
   }
-  const batch = server.requests.slice(1, 5);
-  const ids = batch.map((r) => r.properties.correlationId);
-  if (new Set(ids).size !== ids.length) {
-    t.fail({
-      summary: 'Several concurrent requests carried the same correlationId.',
-      expected: 'a different correlationId for every call',
-      saw: ids.join(', '),
-      why: 'Two calls with one id cannot tell their replies apart: one of them gets the other\'s answer.',
-      fix: 'A fresh id per call: randomUUID().',
-    });
-  }
   const replyTos = new Set(server.requests.map((r) => String(r.properties.replyTo)));
   if (replyTos.size > 1 || t.connectionsOpened() > 1) {
     t.fail({
@@ -173,6 +176,20 @@ export default defineCheck<typeof Exercise>(async (t) => {
     });
   }
   t.observe(2, 'each call resolved with its own reply; 4 different correlationIds, all from one connection and one reply address (one channel)');
+
+  // Timers: each of the 5 calls so far has its reply, well within its 2000 ms. One more timer
+  // than before would be a sweeper shared by all calls; more, the calls' own timers left running.
+  const timersLeft = pendingTimers() - timersBefore;
+  if (timersLeft > 1) {
+    t.fail({
+      summary: `The ${fruits.length + 1} calls so far resolved with their replies, but ${timersLeft} timers are still running: a reply does not clear its call's timer.`,
+      expected: 'clearTimeout(call.timer) when the reply arrives: no timer of an answered call left behind',
+      saw: `${timersLeft} more pending timers than before the first call (process.getActiveResourcesInfo())`,
+      why: "A call's timer holds the call in memory until it fires, and keeps the process alive: a script that makes one call and closes the client cannot exit before the whole timeout has run out. When it fires it rejects a promise that has already resolved, which does nothing, so nothing else shows it.",
+      fix: 'In the reply consumer: waiting.delete(id); clearTimeout(call.timer); call.resolve(msg.content.toString());',
+    });
+  }
+  t.observe(3, `no timer of the ${fruits.length + 1} answered calls left running`);
 
 
   // 3. A timeout, and a late reply (and two stray ones) arriving while another call waits.
@@ -215,30 +232,48 @@ export default defineCheck<typeof Exercise>(async (t) => {
   await idle.assertQueue(IDLE_QUEUE, { durable: true });
   await idle.close();
   t.provoke(2, `${label('nobody home', 100, IDLE_QUEUE)}: a queue no server consumes`);
-  const unanswered = await settleWithin(call('nobody home', 100, IDLE_QUEUE), 1000);
+  // Only a WeakRef to the call stays here, so that the garbage collector can tell whether the client still holds it.
+  const { ref: unansweredCall, outcome: unanswered } = await (async () => {
+    const pending = call('nobody home', 100, IDLE_QUEUE);
+    const outcome = await settleWithin(pending, 1000);
+    if (outcome.status === 'rejected') void outcome.error.stack; // an Error holds the functions on its stack (the timer's callback, and so the call) until its stack is read
+    return { ref: new WeakRef(pending), outcome };
+  })();
   if (unanswered.status !== 'rejected') {
     t.fail({ summary: `${label('nobody home', 100, IDLE_QUEUE)} did not reject after its 100 ms timeout: it ${unanswered.status === 'resolved' ? 'resolved' : 'was still waiting after 1 s'}.`, fix: 'Every call() needs its timeout: setTimeout(() => { waiting.delete(id); reject(new Error(…)) }, timeoutMs).' });
   }
-  const expired = await t.waitFor(async () => (await t.messageCount(IDLE_QUEUE)) === 0, 400);
+  const expired = await t.waitFor(async () => (await t.messageCount(IDLE_QUEUE)) === 0, 1200); // a loaded broker can take a while to drop an expired message
   if (!expired) {
     const [request] = await t.takeMessages(IDLE_QUEUE, 1);
     const expiration = request?.properties.expiration;
     t.fail({
       summary: `The request nobody answered was still in "${IDLE_QUEUE}" after its call had timed out: it carries ${expiration === undefined ? 'no expiration' : `expiration ${JSON.stringify(expiration)}, not "100"`}.`,
       expected: 'expiration "100" (the call\'s timeoutMs), so that the broker drops the request when the call gives up',
-      saw: `a request with expiration ${expiration === undefined ? '(none)' : JSON.stringify(expiration)}, still queued ${unanswered.ms + 400} ms later`,
+      saw: `a request with expiration ${expiration === undefined ? '(none)' : JSON.stringify(expiration)}, still queued ${unanswered.ms + 1200} ms later`,
       why: 'After timeoutMs nobody waits for the answer. Without an expiration, a server that comes back after an outage computes answers to every request that piled up, for callers that gave up long ago.',
       fix: 'channel.sendToQueue(queue, Buffer.from(request), { correlationId, replyTo, expiration: String(timeoutMs) })',
       link: t.ui('queues', IDLE_QUEUE),
     });
   }
   t.observe(2, `the request nobody picked up expired from "${IDLE_QUEUE}" with its call's timeout`);
+  const held = await stillReachable(unansweredCall);
+  if (held === undefined) t.note('This Node cannot run the garbage collector on demand: whether a timed-out call is dropped from the map of waiting calls was not checked.');
+  if (held) {
+    t.fail({
+      summary: `After ${label('nobody home', 100, IDLE_QUEUE)} timed out, your client still holds on to it: the timeout did not delete it from the map of waiting calls.`,
+      expected: 'the timeout deletes the call from the map (waiting.delete(correlationId)), then rejects it',
+      saw: 'the checker dropped every reference it had to the call and ran the garbage collector: the call was still reachable from your client',
+      why: 'A call leaves the map when its reply comes or when its timeout fires. For a call whose reply never comes (the server is down, the request expired) the timeout is the only way out: without waiting.delete(), every such call stays in memory as long as the client lives, and a client that keeps calling a server that is down grows without end.',
+      fix: 'setTimeout(() => { waiting.delete(correlationId); reject(new Error(`no reply within ${timeoutMs} ms`)); }, timeoutMs)',
+    });
+  }
+  if (held === false) t.observe(3, `${label('nobody home', 100, IDLE_QUEUE)}, timed out, was no longer held by your client (the garbage collector freed it)`);
 
   // 5. close() with a call still waiting.
   const waitingCall = settleWithin(call('void', 5000), 1000);
   await t.waitFor(() => server.requests.some((r) => r.body === 'void'), 1000);
   t.provoke(5, `called close() while ${label('void', 5000)} waits for a reply that will never come`);
-  await t.call('close() while a call waits for a reply that will never come', () => client.close());
+  await expectClosedOnReturn(t, 'close()', clientConnections, () => client.close());
   const closed = await waitingCall;
   if (closed.status !== 'rejected') {
     t.fail({

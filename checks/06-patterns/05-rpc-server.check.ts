@@ -7,7 +7,7 @@
 import { defineCheck } from '../../runner/check/context.js';
 import type * as Exercise from '../../exercises/06-patterns/05-rpc-server.js';
 import { expectQuorumQueue } from '../../runner/check/topology.js';
-import { cutConnectionsAndSurvive, deleteQueueUnderConsumer, expectMethods, referenceClient } from './support.js';
+import { connectionMark, connectionsSince, cutConnectionsAndSurvive, deleteQueueUnderConsumer, expectClosedOnReturn, expectMethods, referenceClient, type AmqpConnection } from './support.js';
 
 const QUEUE = 'rpc';
 const DEAD_LETTERS = 'rpc-failed'; // the exchange and the queue of the dead-lettered requests
@@ -27,9 +27,12 @@ export default defineCheck<typeof Exercise>(async (t) => {
     return `re: ${request}`;
   };
   const countOf = (request: string) => calls.filter((c) => c === request).length;
+  const connectionsOf = new Map<Exercise.RpcServer, AmqpConnection[]>();
   const start = async (again = '') => {
+    const mark = connectionMark();
     const server = await t.call(`startRpcServer(url, "${QUEUE}", handler)${again}`, () => t.target.startRpcServer(t.url, QUEUE, handler));
     expectMethods(t, 'startRpcServer()', server, ['stop']);
+    connectionsOf.set(server, connectionsSince(mark));
     return server;
   };
 
@@ -133,7 +136,7 @@ export default defineCheck<typeof Exercise>(async (t) => {
   }
 
   t.provoke(6, 'called stop()');
-  await t.call('stop()', () => server.stop());
+  await expectClosedOnReturn(t, 'stop()', connectionsOf.get(server)!, () => server.stop());
   await t.expectConnectionsClosed('stop()');
   await t.queue(QUEUE, { why: 'stop() stops one server; the queue, and the requests waiting in it, belong to every server.', fix: 'In stop(), cancel the consumer and close the connection; never delete the queue.' });
   const left = await t.messageCount(QUEUE);
@@ -221,7 +224,7 @@ export default defineCheck<typeof Exercise>(async (t) => {
   await t.waitFor(() => inProgress() >= 2 * PREFETCH, 1500);
   await deleteQueueUnderConsumer(t, QUEUE, 5);
   t.provoke(6, 'called stop() after the consumer was cancelled');
-  await t.call('stop()', () => last.stop());
+  await expectClosedOnReturn(t, 'stop()', connectionsOf.get(last)!, () => last.stop());
   await t.expectConnectionsClosed('stop()');
   t.observe(6, 'every connection closed');
 });

@@ -5,6 +5,10 @@
 // for checking the learner's server), all on the checker's own connection.
 
 import { randomUUID } from 'node:crypto';
+import dc from 'node:diagnostics_channel';
+import type { Socket } from 'node:net';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import type { Channel, ConsumeMessage, MessageProperties } from 'amqplib';
 import type { CheckContext } from '../../runner/check/context.js';
 import type { ContractRef } from '../../runner/check/contract.js';
@@ -20,6 +24,13 @@ export interface TaskScript {
   failFirst?: Map<string, number>;
   /** Tasks whose work() never settles. */
   hang?: Set<string>;
+  /**
+   * Tasks whose work() rejects (after 10 ms) every time on the worker that took them first, and
+   * succeeds at once on any other: only a task nacked back to the queue reaches another worker.
+   */
+  failWhereFirstTaken?: Set<string>;
+  /** For failWhereFirstTaken: which worker took each of those tasks first. */
+  firstTakenBy?: Map<string, string>;
 }
 
 /**
@@ -29,7 +40,7 @@ export interface TaskScript {
  * `maxAtOnce` the most tasks it held at the same time; `notText` is set when work() got
  * something else than a string (a Buffer, say).
  */
-export function simulatedWorker(ms: number, script: TaskScript = {}) {
+export function simulatedWorker(ms: number, script: TaskScript = {}, name = 'worker') {
   const state = { handed: [] as string[], done: [] as string[], maxAtOnce: 0, frozen: false, notText: undefined as string | undefined };
   let chain: Promise<void> = Promise.resolve();
   let active = 0;
@@ -37,6 +48,13 @@ export function simulatedWorker(ms: number, script: TaskScript = {}) {
     if (typeof task !== 'string') state.notText ??= describeValue(task);
     const text = String(task);
     state.handed.push(text);
+    if (script.failWhereFirstTaken?.has(text)) {
+      script.firstTakenBy ??= new Map();
+      if (!script.firstTakenBy.has(text)) script.firstTakenBy.set(text, name);
+      if (script.firstTakenBy.get(text) !== name) return void state.done.push(text);
+      await sleep(10);
+      throw new Error(`work("${text}") failed on purpose: it always fails on the ${name}`);
+    }
     const failures = script.failFirst?.get(text);
     if (failures !== undefined) {
       script.failFirst!.set(text, failures - 1);
@@ -56,6 +74,7 @@ export function simulatedWorker(ms: number, script: TaskScript = {}) {
   };
   const count = (list: string[], task: string) => list.filter((x) => x === task).length;
   return {
+    name,
     work,
     state,
     get busy() {
@@ -97,6 +116,196 @@ export function expectMethods(t: CheckContext<unknown>, label: string, value: un
     why: 'The caller needs these functions to use what you started, and to stop it again.',
     fix: `End the function with return { ${methods.map((m) => `${m}`).join(', ')} }.`,
   });
+}
+
+// ---- what the code under check tells the broker ------------------------------------------
+
+/**
+ * A method frame the code under check sent to the broker, as the broker reads it: a consumer's
+ * ack mode (basic.consume's no-ack bit), each ack, nack and reject with its delivery tag and
+ * bits. Exact and immediate, where the management API shows consumers and unacked counts only
+ * after a statistics tick (1 to 5 s, measured).
+ */
+export interface SentMethod {
+  at: number;
+  channel: number;
+  name: 'basic.qos' | 'basic.consume' | 'basic.cancel' | 'basic.ack' | 'basic.reject' | 'basic.nack' | 'channel.close' | 'connection.close';
+  queue?: string;
+  noAck?: boolean;
+  deliveryTag?: number;
+  multiple?: boolean;
+  requeue?: boolean;
+  prefetchCount?: number;
+}
+
+/** One AMQP connection of the code under check: its socket, and the methods it sent, in order. */
+export interface AmqpConnection {
+  socket: Socket;
+  sent: SentMethod[];
+  /** The checker's own connection (its client properties name it "workbook checker"). */
+  checker: boolean;
+}
+
+const METHODS: Record<string, SentMethod['name']> = {
+  '10.50': 'connection.close',
+  '20.40': 'channel.close',
+  '60.10': 'basic.qos',
+  '60.20': 'basic.consume',
+  '60.30': 'basic.cancel',
+  '60.80': 'basic.ack',
+  '60.90': 'basic.reject',
+  '60.120': 'basic.nack',
+};
+const connections: AmqpConnection[] = [];
+
+/** Reads the AMQP 0-9-1 frames a socket writes (header: type, channel, size; then the payload and 0xCE). */
+function tapSocket(socket: Socket): void {
+  let entry: AmqpConnection | undefined;
+  let decided = false;
+  let pending: Buffer = Buffer.alloc(0);
+  const method = (channel: number, p: Buffer) => {
+    const key = `${p.readUInt16BE(0)}.${p.readUInt16BE(2)}`;
+    if (key === '10.11') {
+      if (p.includes('workbook checker')) entry!.checker = true; // connection.start-ok
+      return;
+    }
+    const name = METHODS[key];
+    if (!name) return;
+    const m: SentMethod = { at: Date.now(), channel, name };
+    const a = p.subarray(4);
+    if (name === 'basic.qos') m.prefetchCount = a.readUInt16BE(4);
+    if (name === 'basic.consume') {
+      const queueLength = a[2]!;
+      m.queue = a.toString('utf8', 3, 3 + queueLength);
+      const tagAt = 3 + queueLength;
+      m.noAck = (a[tagAt + 1 + a[tagAt]!]! & 2) === 2;
+    }
+    if (name === 'basic.ack' || name === 'basic.reject' || name === 'basic.nack') {
+      m.deliveryTag = Number(a.readBigUInt64BE(0));
+      const bits = a[8]!;
+      if (name === 'basic.ack') m.multiple = (bits & 1) === 1;
+      if (name === 'basic.reject') m.requeue = (bits & 1) === 1;
+      if (name === 'basic.nack') [m.multiple, m.requeue] = [(bits & 1) === 1, (bits & 2) === 2];
+    }
+    entry!.sent.push(m);
+  };
+  const feed = (chunk: unknown) => {
+    if (decided && !entry) return;
+    const buf = Buffer.isBuffer(chunk) ? chunk : chunk instanceof Uint8Array ? Buffer.from(chunk) : typeof chunk === 'string' ? Buffer.from(chunk, 'latin1') : undefined;
+    if (!buf) return;
+    if (!decided) {
+      decided = true;
+      if (buf.toString('latin1', 0, 4) !== 'AMQP') return; // another protocol: the management API, say
+      entry = { socket, sent: [], checker: false };
+      connections.push(entry);
+      pending = buf.subarray(8); // the protocol header
+    } else {
+      pending = pending.length ? Buffer.concat([pending, buf]) : buf;
+    }
+    while (pending.length >= 8) {
+      const size = pending.readUInt32BE(3);
+      if (pending.length < size + 8) break;
+      if (pending[0] === 1) method(pending.readUInt16BE(1), pending.subarray(7, 7 + size));
+      pending = pending.subarray(size + 8);
+    }
+  };
+  // net.Socket.connect() resets an own write(), so wrap it once connected (before amqplib's header goes out).
+  socket.once('connect', () => {
+    const write = socket.write;
+    socket.write = function (this: Socket, ...args: unknown[]) {
+      try {
+        feed(args[0]);
+      } catch {
+        entry = undefined; // a frame this reader does not understand: stop reading this connection
+      }
+      return (write as (...a: unknown[]) => boolean).apply(this, args);
+    } as Socket['write'];
+  });
+}
+dc.subscribe('net.client.socket', (message) => tapSocket((message as { socket: Socket }).socket));
+
+/** Marks the present: connectionsSince(mark) lists the connections the code under check opened after it. */
+export function connectionMark(): number {
+  return connections.length;
+}
+
+/** The AMQP connections the code under check opened since `mark` (all of them by default), in order. */
+export function connectionsSince(mark = 0): AmqpConnection[] {
+  return connections.slice(mark).filter((c) => !c.checker);
+}
+
+/** A connection whose close has begun (close handshake done, socket ending) or that is gone. */
+export function closing(c: AmqpConnection): boolean {
+  return c.socket.writableEnded || c.socket.destroyed;
+}
+
+/**
+ * Deliveries on the connection's consuming channel(s) that were neither acked, nacked nor
+ * rejected, given that `delivered` messages reached it (delivery tags 1…delivered on one
+ * channel): 0 for a consumer in no-ack mode. Also returns the consume frame, for the verdict.
+ */
+export function unsettled(c: AmqpConnection, delivered: number): { count: number; consume?: SentMethod; settled: number } {
+  const consume = c.sent.find((m) => m.name === 'basic.consume');
+  if (!consume || consume.noAck) return { count: 0, consume, settled: delivered };
+  const done = new Set<number>();
+  for (const m of c.sent) {
+    if (m.channel !== consume.channel || m.deliveryTag === undefined) continue;
+    if (m.multiple) for (let tag = 1; tag <= m.deliveryTag; tag++) done.add(tag);
+    else done.add(m.deliveryTag);
+  }
+  const settled = Array.from({ length: delivered }, (_, i) => i + 1).filter((tag) => done.has(tag)).length;
+  return { count: delivered - settled, consume, settled };
+}
+
+/**
+ * Calls stop() (or close()) through t.call and fails when it returned before the connections it
+ * must close had even begun to close (an un-awaited connection.close()), once they turn out to
+ * close a moment later. A connection that stays open is left to the caller's own verdict.
+ */
+export async function expectClosedOnReturn(t: CheckContext<unknown>, label: string, mine: AmqpConnection[], fn: () => Promise<unknown> | unknown): Promise<void> {
+  const open = mine.filter((c) => !closing(c));
+  await t.call(label, fn);
+  const early = open.filter((c) => !closing(c));
+  if (early.length === 0) return;
+  const started = Date.now();
+  if (!(await t.waitFor(() => early.every(closing), 500, 5))) return;
+  t.fail({
+    summary: `${label} returned before ${early.length === 1 ? 'its connection was' : `its ${early.length} connections were`} closed: it did not wait for connection.close().`,
+    expected: `${label} resolves once the connection is closed: await connection.close()`,
+    saw: `when ${label} returned, the close handshake with the broker had not happened yet; the connection closed about ${Date.now() - started} ms later`,
+    why: 'Whoever awaits stop() counts on everything being closed when it returns: it exits the process, or starts again. Closing is a round trip to the broker; without await, stop() returns first, and a process.exit() right after it cuts the connection before the broker hears the close.',
+    fix: 'await connection.close() in stop(), after await channel.cancel(consumerTag).',
+    link: t.ui('connections'),
+  });
+}
+
+// ---- what the code under check keeps alive ---------------------------------------------------
+
+/** Timers that keep the event loop alive (unref()'d ones do not count). */
+export function pendingTimers(): number {
+  return process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+}
+
+let gc: (() => void) | null | undefined;
+
+/**
+ * Whether `ref`'s target is still reachable after a full garbage collection; undefined when this
+ * Node cannot collect on demand (the observation is then skipped).
+ */
+export async function stillReachable(ref: WeakRef<object>): Promise<boolean | undefined> {
+  if (gc === undefined) {
+    try {
+      v8.setFlagsFromString('--expose-gc');
+      gc = (vm.runInNewContext('gc') as (() => void) | undefined) ?? null;
+    } catch {
+      gc = null;
+    }
+  }
+  if (!gc) return undefined;
+  await new Promise((r) => setImmediate(r)); // a WeakRef keeps its target alive until the end of the job that made or read it
+  gc();
+  gc();
+  return ref.deref() !== undefined;
 }
 
 // ---- the broker taking things away ------------------------------------------------------

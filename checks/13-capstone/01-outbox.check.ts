@@ -1,7 +1,9 @@
-// Check 13.1: the trigger writes an outbox row in the same transaction as the change
-// (a rollback leaves none), on inserts and updates, with the version; NOTIFY carries the
-// outbox id only, so a row of 9000 bytes is written like any other; rows written while
-// nobody listens are still in the outbox.
+// Check 13.1: in a database of its own, the trigger writes an outbox row in the same
+// transaction as the change (a rollback leaves none), on inserts, updates and multi-row
+// inserts, with the customer's id, the bumped version and the whole row (compared with
+// to_jsonb of the row itself); NOTIFY carries the outbox id and nothing else, once per
+// row; a row of 9000 bytes is written like any other; installing twice is harmless.
+import { isDeepStrictEqual } from 'node:util';
 import { defineCheck } from '../../runner/check/context.js';
 import type * as Exercise from '../../exercises/13-capstone/01-outbox.js';
 import { freshDatabase, withResources } from './support.js';
@@ -18,9 +20,42 @@ interface OutboxRow {
 export default defineCheck<typeof Exercise>(async (t) =>
   withResources(async (defer) => {
     const db = await freshDatabase(defer, 'none');
+    t.provoke(4, 'called installOutbox(db) twice on a fresh database');
     await t.call('installOutbox(db)', () => t.target.installOutbox(db.sql), { timeoutMs: 8000 });
+    await t.call('installOutbox(db) a second time (the bridge installs it at every start)', () => t.target.installOutbox(db.sql), { timeoutMs: 8000 });
     const outboxFor = async (key: string) =>
       (await db.sql.query<OutboxRow>('SELECT id::text, entity, entity_key, version, payload, published_at FROM outbox WHERE entity_key = $1 ORDER BY id', [key])).rows;
+    const rowOf = async (key: string) => (await db.sql.query<{ row: Record<string, unknown> }>('SELECT to_jsonb(c) AS row FROM customers c WHERE id = $1', [key])).rows[0]?.row;
+    const allIds = async () => (await db.sql.query<{ id: string }>('SELECT id::text FROM outbox ORDER BY id')).rows.map((r) => r.id);
+
+    /**
+     * The application's write, as the checker makes it. Your trigger runs inside it: an error
+     * it raises, or a row it cancels, is the application's write failing.
+     */
+    const write = async (what: string, text: string, params: unknown[] = [], client = db.sql): Promise<string[]> => {
+      let ids: string[];
+      try {
+        ids = (await client.query<{ id: string }>(text, params)).rows.map((r) => r.id);
+      } catch (err) {
+        return t.fail({
+          summary: `${what} FAILED: ${(err as Error).message}. The application's own write broke, inside your trigger.`,
+          expected: 'the write succeeds, and the trigger adds its outbox row',
+          saw: (err as Error).message,
+          why: "The trigger runs inside the application's transaction: an error in it makes the application's INSERT or UPDATE fail. The bridge must never break the application it listens to.",
+          fix: "customers_to_outbox(): INSERT INTO outbox (entity, entity_key, version, payload) VALUES ('customer', NEW.id::text, NEW.version, to_jsonb(NEW)) RETURNING id INTO new_id; PERFORM pg_notify('outbox', new_id::text); RETURN NULL;",
+        });
+      }
+      if (ids.length === 0) {
+        t.fail({
+          summary: `${what} wrote no row: a BEFORE trigger that returns NULL cancels the application's change.`,
+          expected: 'the customer written (INSERT … RETURNING id returns it)',
+          saw: 'no row',
+          why: 'In a BEFORE trigger, RETURN NULL means "skip this row". The outbox trigger runs AFTER the change: its return value is then ignored.',
+          fix: 'CREATE TRIGGER customers_outbox AFTER INSERT OR UPDATE ON customers FOR EACH ROW EXECUTE FUNCTION customers_to_outbox();',
+        });
+      }
+      return ids;
+    };
 
     // A listener, to see what NOTIFY carries. Nothing else listens: like a relay that is down.
     const listener = await db.connect();
@@ -28,100 +63,143 @@ export default defineCheck<typeof Exercise>(async (t) =>
     listener.on('notification', (n) => payloads.push(n.payload ?? ''));
     await listener.query('LISTEN outbox');
 
-    // 1. A rolled-back insert leaves no event: the event belongs to the change's transaction.
+    /** The one outbox row a change must have made, describing the customer as it is now. */
+    const expectEvent = async (key: string, rows: OutboxRow[], n: number, version: number, what: string) => {
+      const row = rows[n];
+      const now = await rowOf(key);
+      t.observe(1, `read the outbox rows of customer ${key}: ${rows.map((r) => `#${r.id} ${r.entity}/${r.entity_key} v${r.version}`).join(', ') || 'none'}`);
+      if (rows.length !== n + 1) {
+        t.fail({
+          summary: rows.length < n + 1 ? `${what} left no new outbox row${what.startsWith('Updating') ? ': an UPDATE never reaches Odoo' : ''}.` : `${what} left ${rows.length - n} outbox rows instead of 1: a trigger fires twice.`,
+          expected: `${n + 1} outbox row(s) for customer ${key}`,
+          saw: `${rows.length} row(s)`,
+          why: rows.length < n + 1
+            ? 'The relay only publishes what is in the outbox. Without a row, this change never reaches Odoo.'
+            : 'Each event becomes a message and a write in Odoo. Two triggers doing the same work (a second one left by an earlier install, or one per operation plus one for both) double every event.',
+          fix: rows.length < n + 1
+            ? "INSERT INTO outbox … VALUES ('customer', NEW.id::text, NEW.version, to_jsonb(NEW)) in a trigger AFTER INSERT OR UPDATE … FOR EACH ROW."
+            : 'One trigger, AFTER INSERT OR UPDATE, created after DROP TRIGGER IF EXISTS with the same name.',
+        });
+      }
+      const problems = [
+        row!.entity !== 'customer' && `entity ${JSON.stringify(row!.entity)}, not 'customer'`,
+        row!.entity_key !== key && `entity_key ${JSON.stringify(row!.entity_key)}, not the customer's id '${key}'`,
+        row!.version !== version && `version ${row!.version}, not ${version}`,
+        !isDeepStrictEqual(row!.payload, now) && `payload is not the whole row (payload ${JSON.stringify(row!.payload).slice(0, 120)})`,
+        row!.published_at !== null && `published_at is ${row!.published_at}, not NULL`,
+      ].filter((p): p is string => typeof p === 'string');
+      if (problems.length) {
+        t.fail({
+          summary: `The outbox row of ${what.charAt(0).toLowerCase()}${what.slice(1)} does not describe the change: ${problems[0]}.`,
+          expected: `entity 'customer', entity_key '${key}', version ${version}, payload = to_jsonb of the row (${JSON.stringify(now).slice(0, 120)}…), published_at NULL`,
+          saw: problems.join('; '),
+          why: problems[0]!.startsWith('version')
+            ? "The receiver skips an event whose version is not newer than Odoo's. An event that carries the version before the change looks old, and is dropped."
+            : 'The relay builds the message from this row alone, and the receiver finds the customer by entity_key and writes what payload says: every column must be there.',
+          fix: "VALUES ('customer', NEW.id::text, NEW.version, to_jsonb(NEW)) in an AFTER trigger (the version trigger runs BEFORE: NEW.version is already bumped); leave published_at alone: the relay sets it.",
+        });
+      }
+    };
+
+    /** Lines 2 and 4: exactly one notification per committed outbox row, carrying its id. */
+    const expectNotifications = async () => {
+      const ids = await allIds();
+      await t.waitFor(() => payloads.length >= ids.length, 2000, 20);
+      await new Promise((r) => setTimeout(r, 30)); // a notification too many arrives just as fast
+      t.observe([2, 4], `received ${payloads.length} notification(s) on channel "outbox": ${payloads.map((p) => JSON.stringify(p.length > 40 ? `${p.slice(0, 40)}…` : p)).join(', ')}; committed outbox ids: ${ids.join(', ')}`);
+      if (!isDeepStrictEqual(payloads, ids)) {
+        const first = payloads.find((p, i) => p !== ids[i]);
+        t.fail({
+          summary:
+            payloads.length === 0
+              ? 'Committing changes sent no notification on channel "outbox".'
+              : first !== undefined && first.length > 20
+                ? `The notification carries ${first.length} bytes instead of the outbox id.`
+                : payloads.length > ids.length
+                  ? `${ids.length} outbox rows were committed, but ${payloads.length} notifications arrived: a trigger fires twice.`
+                  : first !== undefined
+                    ? `A notification carries ${JSON.stringify(first)}, which is not the id of the outbox row it announces.`
+                    : `${ids.length} outbox rows were committed, but only ${payloads.length} notifications arrived.`,
+          expected: `one notification per outbox row, in order, each carrying its outbox id: ${ids.join(', ')}`,
+          saw: payloads.map((p) => JSON.stringify(p.length > 60 ? `${p.slice(0, 60)}…` : p)).join(', ') || 'no notification within 2 s',
+          why: 'NOTIFY is a wake-up call: the relay reads the rows from the outbox. A payload must stay under 8000 bytes, so the row does not belong in it; and the id that helps is the outbox id (the customer id names no event).',
+          fix: "INSERT … RETURNING id INTO new_id; then PERFORM pg_notify('outbox', new_id::text) in the same trigger function.",
+        });
+      }
+    };
+
+    // ---- line 1: a rolled-back insert leaves no event ----
     const tx = await db.connect();
     await tx.query('BEGIN');
-    const rolled = (await tx.query<{ id: string }>(`INSERT INTO customers (name, email) VALUES ('Rolled Back', 'rb@example.com') RETURNING id::text`)).rows[0]!.id;
-    const inTx = (await tx.query('SELECT count(*)::int AS n FROM outbox WHERE entity_key = $1', [rolled])).rows[0].n as number;
+    const [rolled] = await write('Inserting a customer in a transaction', `INSERT INTO customers (name, email) VALUES ('Rolled Back', 'rb@example.com') RETURNING id::text`, [], tx);
+    const inTx = (await tx.query<{ n: number }>('SELECT count(*)::int AS n FROM outbox WHERE entity_key = $1', [rolled])).rows[0]!.n;
     await tx.query('ROLLBACK');
-    t.log(`inserted customer ${rolled} in a transaction, then rolled it back`);
-    if (inTx !== 1) {
+    t.provoke(1, `inserted customer ${rolled} in a transaction, counted its outbox rows inside it, then rolled it back`);
+    const afterRollback = (await outboxFor(rolled)).length;
+    t.observe(1, `customer ${rolled}: ${inTx} outbox row(s) inside the transaction, ${afterRollback} after the rollback`);
+    if (inTx !== 1 || afterRollback !== 0) {
       t.fail({
-        summary: `Inserting customer ${rolled} wrote ${inTx} outbox row(s) inside its transaction, instead of exactly 1.`,
-        expected: '1 outbox row, visible in the same transaction as the INSERT',
-        saw: `${inTx} row(s)`,
+        summary: inTx !== 1 ? `Inserting customer ${rolled} wrote ${inTx} outbox row(s) inside its transaction, instead of exactly 1.` : `Customer ${rolled} was rolled back, but its outbox row is still there.`,
+        expected: '1 outbox row, visible in the same transaction as the INSERT, and gone after the rollback',
+        saw: `${inTx} row(s) inside the transaction, ${afterRollback} after the rollback`,
         why: 'The outbox works because the change and its event are committed together: a customer can never exist without its event, nor an event without its customer.',
-        fix: 'In customers_to_outbox(): INSERT INTO outbox (entity, entity_key, version, payload) VALUES (…), and fire it AFTER INSERT OR UPDATE … FOR EACH ROW.',
-      });
-    }
-    if ((await outboxFor(rolled)).length !== 0) {
-      t.fail({ summary: `Customer ${rolled} was rolled back, but its outbox row is still there.`, why: 'An event for a change that never happened would reach Odoo.', fix: 'Write the outbox row from the trigger, in the same transaction, not from another connection.' });
-    }
-
-    // 2. An insert, committed.
-    const ada = (await db.sql.query<{ id: string }>(`INSERT INTO customers (name, email, city) VALUES ('Ada Lovelace', 'ada@example.com', 'London') RETURNING id::text`)).rows[0]!.id;
-    t.log(`inserted customer ${ada} (Ada Lovelace) and committed`);
-    let rows = await outboxFor(ada);
-    if (rows.length !== 1) {
-      t.fail({
-        summary: `After inserting customer ${ada}, the outbox has ${rows.length} row(s) for it instead of 1.`,
-        expected: `one outbox row with entity_key '${ada}'`,
-        saw: `${rows.length} row(s)`,
-        why: 'The relay only publishes what is in the outbox. Without a row, this customer never reaches Odoo.',
-        fix: 'INSERT INTO outbox … VALUES (\'customer\', NEW.id::text, NEW.version, to_jsonb(NEW)) in an AFTER INSERT OR UPDATE trigger.',
-      });
-    }
-    const first = rows[0]!;
-    if (first.entity !== 'customer' || first.version !== 1 || first.payload?.name !== 'Ada Lovelace' || first.published_at !== null) {
-      t.fail({
-        summary: 'The outbox row does not describe the change the way the relay expects.',
-        expected: `entity 'customer', entity_key '${ada}', version 1, payload = the row as JSON (payload.name 'Ada Lovelace'), published_at NULL`,
-        saw: `entity '${first.entity}', version ${first.version}, payload.name ${JSON.stringify(first.payload?.name)}, published_at ${first.published_at}`,
-        fix: "VALUES ('customer', NEW.id::text, NEW.version, to_jsonb(NEW)); leave published_at alone: the relay sets it.",
-      });
-    }
-    const notified = await t.waitFor(() => payloads.length > 0, 2000);
-    if (!notified) {
-      t.fail({
-        summary: 'Inserting a customer sent no notification on channel "outbox".',
-        expected: `NOTIFY outbox with payload '${first.id}'`,
-        saw: 'no notification within 2 s',
-        why: 'The relay sleeps until it is woken up (or its fallback timer fires). Without NOTIFY every change waits for the timer.',
-        fix: "PERFORM pg_notify('outbox', new_id::text) in the trigger function.",
-      });
-    }
-    if (payloads.at(-1) !== first.id) {
-      t.fail({
-        summary: `The notification carries ${payloads.at(-1)!.length} bytes instead of the outbox id.`,
-        expected: `payload '${first.id}' (the outbox id)`,
-        saw: `payload ${JSON.stringify(payloads.at(-1)!.slice(0, 80))}${payloads.at(-1)!.length > 80 ? '…' : ''}`,
-        why: 'NOTIFY is a wake-up call. A payload must stay under 8000 bytes, and the row is in the outbox anyway.',
-        fix: "pg_notify('outbox', new_id::text), with new_id from INSERT … RETURNING id INTO new_id.",
+        fix: 'Write the outbox row from the trigger (AFTER INSERT OR UPDATE … FOR EACH ROW), in the same transaction, never from another connection.',
       });
     }
 
-    // 3. An update: a new event with the next version.
-    await db.sql.query(`UPDATE customers SET city = 'Paris' WHERE id = $1`, [ada]);
-    t.log(`updated customer ${ada} (city Paris)`);
-    rows = await outboxFor(ada);
-    if (rows.length !== 2 || rows[1]!.version !== 2 || rows[1]!.payload?.city !== 'Paris') {
+    // ---- lines 1, 2: an insert, committed ----
+    const [ada] = await write('Inserting customer Ada Lovelace', `INSERT INTO customers (name, email, city) VALUES ('Ada Lovelace', 'ada@example.com', 'London') RETURNING id::text`);
+    t.provoke([1, 2], `inserted customer ${ada} (Ada Lovelace) and committed`);
+    await expectEvent(ada, await outboxFor(ada), 0, 1, `Inserting customer ${ada}`);
+
+    // ---- lines 1, 3: two updates bump the version ----
+    await write(`Updating customer ${ada}`, `UPDATE customers SET city = 'Paris' WHERE id = $1 RETURNING id::text`, [ada]);
+    await write(`Updating customer ${ada} a second time`, `UPDATE customers SET phone = '+33 1 00 00 00 00' WHERE id = $1 RETURNING id::text`, [ada]);
+    t.provoke([1, 2, 3], `updated customer ${ada} twice (city Paris, then a phone number)`);
+    const versions = (await db.sql.query<{ version: number }>('SELECT version FROM customers WHERE id = $1', [ada])).rows[0]?.version;
+    const adaRows = await outboxFor(ada);
+    t.observe(3, `customers.version of ${ada} is ${versions}; its outbox rows carry versions ${adaRows.map((r) => r.version).join(', ')}`);
+    if (versions !== 3) {
       t.fail({
-        summary: rows.length < 2 ? `Updating customer ${ada} left no new outbox row: an UPDATE never reaches Odoo.` : `The update's outbox row does not carry version 2 and the new city.`,
-        expected: 'a second outbox row: version 2, payload.city "Paris"',
-        saw: rows.map((r) => `v${r.version} city=${JSON.stringify(r.payload?.city)}`).join(', '),
-        why: 'Odoo must follow every change, not only the first one; the version lets the receiver ignore a change older than what Odoo holds.',
-        fix: 'Fire the trigger AFTER INSERT OR UPDATE, and store NEW.version (the version trigger has bumped it already).',
+        summary: `After two updates, customer ${ada} has version ${versions} instead of 3: the version trigger is gone or changed.`,
+        expected: 'customers.version 3 (1, then +1 per UPDATE)',
+        saw: `version ${versions}`,
+        why: 'The version is how the receiver tells a newer change from an older one when retries reorder them. Without the bump, every update looks like the first version and is skipped as stale.',
+        fix: 'Keep the given customers_next_version() and its BEFORE UPDATE trigger customers_version as they are.',
       });
     }
+    if (adaRows[1]?.payload?.city !== 'Paris' && adaRows.length >= 2) {
+      t.fail({
+        summary: `The first update's outbox row does not carry the new city: it describes the row before the change.`,
+        expected: 'payload.city "Paris"',
+        saw: `payload.city ${JSON.stringify(adaRows[1]?.payload?.city)}`,
+        why: 'OLD is the row before the change, NEW the row after it. Odoo must receive what the customer looks like now.',
+        fix: 'payload = to_jsonb(NEW).',
+      });
+    }
+    await expectEvent(ada, adaRows, 2, 3, `Updating customer ${ada} a second time`);
 
-    // 4. A row bigger than a NOTIFY payload may be: written like any other.
-    const big = 'x'.repeat(9000);
+    // ---- lines 1, 2: two rows in one statement, and a row bigger than NOTIFY allows ----
+    const pair = await write('Inserting two customers with one INSERT', `INSERT INTO customers (name) VALUES ('Grace Hopper'), ('Alan Turing') RETURNING id::text`);
+    t.provoke([1, 2], `inserted customers ${pair.join(' and ')} with one INSERT statement`);
+    for (const key of pair) await expectEvent(key, await outboxFor(key), 0, 1, `Inserting customer ${key} (one of two rows of one INSERT)`);
+    await expectNotifications();
     let bigId = '';
     try {
-      bigId = (await db.sql.query<{ id: string }>(`INSERT INTO customers (name, notes) VALUES ('Big Notes', $1) RETURNING id::text`, [big])).rows[0]!.id;
+      bigId = (await db.sql.query<{ id: string }>(`INSERT INTO customers (name, notes) VALUES ('Big Notes', $1) RETURNING id::text`, ['x'.repeat(9000)])).rows[0]?.id ?? '';
     } catch (err) {
       t.fail({
         summary: `Writing a customer with 9000 bytes of notes FAILED: ${(err as Error).message}. The application's own write broke.`,
         expected: 'the INSERT succeeds, whatever the size of the row',
         saw: (err as Error).message,
-        why: 'NOTIFY payloads must be shorter than 8000 bytes. Sending the row in the notification (the seed\'s design) makes every large row fail in the application.',
+        why: "NOTIFY payloads must be shorter than 8000 bytes. Sending the row in the notification (the seed's design) makes every large row fail in the application.",
         fix: 'Send only the outbox id with pg_notify; the relay reads the row from the outbox.',
       });
     }
-    t.log(`inserted customer ${bigId} with 9000 bytes of notes`);
-    rows = await outboxFor(bigId);
-    if (rows.length !== 1 || String(rows[0]!.payload?.notes ?? '').length !== 9000) {
-      t.fail({ summary: 'The large customer has no complete outbox row.', expected: 'one row whose payload.notes has 9000 characters', saw: `${rows.length} row(s)`, fix: 'payload = to_jsonb(NEW): the whole row.' });
-    }
+    if (!bigId) t.fail({ summary: 'Inserting a customer with 9000 bytes of notes wrote no row: a BEFORE trigger that returns NULL cancels it.', fix: 'Fire the outbox trigger AFTER INSERT OR UPDATE.' });
+    t.provoke([1, 2], `inserted customer ${bigId} with 9000 bytes of notes`);
+    await expectEvent(bigId, await outboxFor(bigId), 0, 1, `Inserting customer ${bigId} (9000 bytes of notes)`);
+    await expectNotifications();
+
   }),
 );

@@ -31,6 +31,9 @@ export async function withResources<T>(body: (defer: (c: Cleanup) => void) => Pr
   }
 }
 
+/** The application_name of the checker's own Postgres connections: every other one is the code under check's. */
+export const CHECKER = 'workbook checker';
+
 export interface CheckDb {
   url: string;
   name: string;
@@ -50,7 +53,7 @@ export async function freshDatabase(defer: (c: Cleanup) => void, schema: 'none' 
   defer(() => db.drop());
   const clients: pg.Client[] = [];
   const connect = async () => {
-    const c = new pg.Client({ connectionString: db.url });
+    const c = new pg.Client({ connectionString: db.url, application_name: CHECKER });
     c.on('error', () => undefined); // the check may terminate backends on purpose
     await c.connect();
     clients.push(c);

@@ -3,14 +3,18 @@
 //
 // send(url, queue, text) must:
 //   1. declare `queue` as a durable quorum queue,
-//   2. publish `text` to it as a persistent message, on a confirm channel,
-//   3. wait until the broker confirms it, and reject if the broker refuses it (a nack),
-//   4. close the connection it opened, also when something failed.
+//   2. publish `text` to it, once, as a persistent message,
+//   3. on a confirm channel, wait until the broker confirms it, and reject if the broker
+//      refuses it (a nack),
+//   4. close the connection it opened, also when something failed, and let the error reach
+//      the caller (a queue the broker refuses to declare must not look like a success).
 import amqp from 'amqplib';
 import { pathToFileURL } from 'node:url';
 
 export async function send(url: string, queue: string, text: string): Promise<void> {
   const connection = await amqp.connect(url);
+  // A refused declaration closes the channel with an 'error' event; without a listener it would end the process.
+  connection.on('error', (err) => console.error(`connection error: ${err.message}`));
   try {
     // TODO 1: open a confirm channel: connection.createConfirmChannel()
     // TODO 2: declare the queue: durable, with the argument 'x-queue-type': 'quorum'

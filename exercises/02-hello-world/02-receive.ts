@@ -3,9 +3,14 @@
 //
 // startReceiver(url, queue, handle) must:
 //   1. declare `queue` (durable quorum queue, as in 2.1) and consume from it with manual acks,
-//   2. call `handle(text)` for each message and ack the message only after handle's promise resolves,
+//      at most 10 unacknowledged messages at a time (prefetch 10),
+//   2. call `handle(text)` with the body of each message as text, in the order they arrive, and:
+//      a. ack the message once handle's promise for it resolves, never before,
+//      b. nack it when that promise rejects, so that the broker delivers it again,
 //   3. listen for 'error' on the connection, so a lost connection does not crash the process,
-//   4. return { stop }, where stop() cancels the consumer, then closes the channel and the connection.
+//   4. keep running when the broker cancels the consumer (someone deleted the queue): amqplib
+//      then calls your callback with null instead of a message,
+//   5. return { stop }, where stop() ends the consumer and closes the channel and the connection.
 import amqp from 'amqplib';
 import { pathToFileURL } from 'node:url';
 

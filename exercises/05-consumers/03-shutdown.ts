@@ -3,11 +3,16 @@
 //
 // start(url, queue, handle) must:
 //   1. declare `queue` (durable quorum queue) and consume from it with manual acks and prefetch 5,
-//      handling messages concurrently (as in 5.2), acking each when its handle() resolves,
+//      handling messages concurrently (as in 5.2): ack each when its handle() resolves, reject it with
+//      requeue when its handle() rejects, and skip the null amqplib passes when the broker cancels
+//      the consumer,
 //   2. return { shutdown }, where shutdown():
 //      a. first stops new deliveries (cancel the consumer),
-//      b. then waits until every handler already running has finished and its message is acked,
-//      c. then closes the channel and the connection, and only then resolves.
+//      b. then waits until every handler already running has settled and its message is answered
+//         (acked, or requeued when its handle() rejected),
+//      c. then closes the channel and the connection, and only then resolves,
+//   3. listen for 'error' on the connection and the channel; when the broker refuses the declaration,
+//      close the connection and reject with the broker's error.
 //   A shutdown must not lose a message, nor make the broker deliver a finished one again.
 import amqp from 'amqplib';
 import { pathToFileURL } from 'node:url';
@@ -19,25 +24,32 @@ export interface Service {
 export async function start(url: string, queue: string, handle: (text: string) => Promise<void>): Promise<Service> {
   const connection = await amqp.connect(url);
   connection.on('error', (err) => console.error(`connection error: ${err.message}`));
-  const channel = await connection.createChannel();
-  channel.on('error', (err) => console.error(`channel error: ${err.message}`));
-  await channel.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
-  await channel.prefetch(5);
+  try {
+    const channel = await connection.createChannel();
+    channel.on('error', (err) => console.error(`channel error: ${err.message}`));
+    await channel.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+    await channel.prefetch(5);
 
-  const inFlight = new Set<Promise<void>>(); // the work that has started and not yet been acked
-  // TODO 1: consume `queue` with { noAck: false }. For each message (skip null), start
-  //         handle(msg.content.toString()), ack in its .then() (reject with requeue when it rejects),
-  //         and keep that promise in `inFlight` until it settles (.finally(() => inFlight.delete(work))).
-  throw new Error('TODO: consume in exercises/05-consumers/03-shutdown.ts');
+    const inFlight = new Set<Promise<void>>(); // the work that has started and not yet been answered
+    // TODO 1: consume `queue` with { noAck: false }. For each message (skip null), start
+    //         handle(msg.content.toString()), ack in its .then() (reject with requeue when it rejects),
+    //         and keep THAT promise (the one that ends after the ack or reject) in `inFlight` until it
+    //         settles (.finally(() => inFlight.delete(work))).
+    throw new Error('TODO: consume in exercises/05-consumers/03-shutdown.ts');
 
-  return {
-    async shutdown() {
-      // TODO 2: stop new deliveries: cancel the consumer (await channel.cancel(consumerTag)).
-      // TODO 3: wait for every handler still running: await Promise.all(inFlight).
-      // TODO 4: only then close: the channel first (await channel.close(): its reply comes after the
-      //         broker has processed your acks), then the connection.
-    },
-  };
+    return {
+      async shutdown() {
+        // TODO 2: stop new deliveries: cancel the consumer (await channel.cancel(consumerTag)).
+        // TODO 3: wait for every handler still running: await Promise.all(inFlight).
+        // TODO 4: only then close: the channel first (await channel.close(): its reply comes after the
+        //         broker has processed your acks), then the connection.
+      },
+    };
+  } catch (err) {
+    // TODO 5: the setup failed (the broker refused the declaration, say): close the connection here,
+    //         then let the caller see the error.
+    throw err;
+  }
 }
 
 // On its own: npx tsx exercises/05-consumers/03-shutdown.ts   (Ctrl-C shuts down gracefully)

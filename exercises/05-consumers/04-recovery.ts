@@ -3,12 +3,16 @@
 //
 // startResilientConsumer(url, queue, handle) must:
 //   1. connect with amqplib's built-in recovery (amqplib 1.1+): amqp.connect(url, { recovery: { … } }),
-//      retrying quickly (initialDelay of a few hundred ms, maxDelay of a few seconds),
-//   2. in recovery.setup, which runs after EVERY successful connect: create the channel, declare `queue`
-//      (durable quorum queue), set a prefetch and consume, acking after handle() resolves,
+//      retrying quickly (initialDelay of a few hundred ms): a lost connection is open again within
+//      a second or so, and a failed attempt (a setup that failed, say) is tried again,
+//   2. in recovery.setup, which runs after EVERY successful connect: create the channel (with an
+//      'error' listener), declare `queue` (durable quorum queue), set a prefetch of 10 and consume with
+//      manual acks, acking after handle() resolves and requeueing (reject with requeue) when it rejects,
 //   3. listen for 'error' on the connection: a network failure emits one, and an 'error' event
 //      nobody listens to crashes the process (and recovery with it),
-//   4. return { stop }, where stop() closes the connection (which also ends the recovery).
+//   4. survive a handler still running when the connection is lost: its message comes back on the new
+//      connection, and answering it on the dead channel (which throws) must not crash the process,
+//   5. return { stop }, where stop() closes the connection (which also ends the recovery).
 import amqp, { type ChannelModel } from 'amqplib';
 import { pathToFileURL } from 'node:url';
 
@@ -22,6 +26,7 @@ export async function startResilientConsumer(url: string, queue: string, handle:
   // TODO 2: in setup, which runs after EVERY (re)connect: model.createChannel(), listen for its 'error',
   //         assertQueue (durable quorum), prefetch(10), and consume with { noAck: false }, calling
   //         handle(msg.content.toString()) and acking when it resolves (reject with requeue when it rejects).
+  //         Add a .catch() after: an ack on a channel that died meanwhile throws.
   // TODO 3: connection.on('error', …): without it, a network failure crashes the process.
   // TODO 4: await connection.waitForConnect() before returning.
   throw new Error('TODO: connect with recovery in exercises/05-consumers/04-recovery.ts');

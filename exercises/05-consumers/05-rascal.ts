@@ -2,12 +2,14 @@
 // Text: chapters/05-consumers/README.md   Check: npm run check 5.5   Hint: npm run hint 5.5
 //
 // startRascalConsumer(url, queue, handle) must, with rascal's BrokerAsPromised:
-//   1. configure the vhost of `url` (rascal keys vhosts by name) with `url` as its connection,
-//      `queue` as a durable quorum queue, and a subscription named "work" on it,
+//   1. configure a vhost whose connection is `url`, exactly as given (its vhost, user and options such
+//      as ?heartbeat=), with `queue` as a durable quorum queue and a subscription "work" on it,
 //   2. create the broker and listen for its 'error' events,
-//   3. subscribe to "work": call handle(content) for each message and ackOrNack() once it resolves,
-//      and listen for the subscription's 'error' events,
-//   4. leave rascal's reconnect and resubscribe on (its defaults do both),
+//   3. subscribe to "work": call handle(content) with each body as a string, ackOrNack() once it
+//      resolves, and nack with requeue when it rejects (ackOrNack(err) alone drops the message);
+//      listen for the subscription's 'error' events,
+//   4. leave rascal's reconnect and resubscribe on (its defaults do both): a message whose handle()
+//      outlived its connection comes back, and answering it late must not crash the process,
 //   5. return { stop }, where stop() shuts the broker down.
 import rascal from 'rascal';
 import { pathToFileURL } from 'node:url';
@@ -17,16 +19,14 @@ export interface Consumer {
 }
 
 export async function startRascalConsumer(url: string, queue: string, handle: (text: string) => Promise<void>): Promise<Consumer> {
-  // Rascal's configuration is keyed by vhost name: take it from the URL ("/" when the URL names none).
-  const vhost = decodeURIComponent(new URL(url).pathname.slice(1)) || '/';
-  // TODO 1: build the configuration with rascal.withDefaultConfig({ vhosts: { [vhost]: { … } } }):
-  //         connection: { url }, queues: { [queue]: { options: … a durable quorum queue … } },
-  //         subscriptions: { work: { queue, prefetch: 10 } }.
+  // TODO 1: build the configuration with rascal.withDefaultConfig({ vhosts: { service: { … } } }) (rascal
+  //         names each vhost; with a connection URL the name is only a label): connection: { url },
+  //         queues: { [queue]: { options: … a durable quorum queue … } }, subscriptions: { work: { queue, prefetch: 10 } }.
   // TODO 2: const broker = await rascal.BrokerAsPromised.create(config); and listen for its 'error' events.
   // TODO 3: const subscription = await broker.subscribe('work'); on 'message' (message, content, ackOrNack):
   //         handle(String(content)), then ackOrNack(); on failure ackOrNack(err, { strategy: 'nack', requeue: true }).
   //         Listen for the subscription's 'error' events too.
-  throw new Error(`TODO: configure rascal for vhost "${vhost}" in exercises/05-consumers/05-rascal.ts`);
+  throw new Error('TODO: configure rascal in exercises/05-consumers/05-rascal.ts');
 
   return {
     async stop() {

@@ -4,8 +4,8 @@
 // connectWithHeartbeat(url, seconds?) must:
 //   1. open a connection to `url` that asks the broker for a heartbeat of `seconds` (whole seconds),
 //   2. when `seconds` is undefined, state no preference, so that the broker's proposal applies,
-//   3. listen for 'error' on the connection (a missed heartbeat arrives as one), and return it:
-//      the caller closes it.
+//   3. listen for 'error' on the connection (a lost connection arrives as one: a missed heartbeat,
+//      a reset), and return the connection, open: the caller closes it.
 import amqp, { type ChannelModel } from 'amqplib';
 import { pathToFileURL } from 'node:url';
 

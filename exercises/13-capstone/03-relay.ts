@@ -4,17 +4,31 @@
 // The seed's listen.py turned each NOTIFY into a message, and lost every change made while
 // it was not listening. The relay reads the outbox instead; NOTIFY only wakes it up.
 // startRelay(options) must:
-//   1. LISTEN on channel 'outbox' on a dedicated connection, and drain on every notification,
+//   1. LISTEN on channel 'outbox' on a connection of its own, and drain on every notification
+//      (one that arrives during a drain makes one more drain when it ends),
 //   2. also drain at start, after every reconnect (Postgres or broker), and every `fallbackMs`:
 //      notifications get lost, unpublished rows do not,
 //   3. drain = repeat { BEGIN; take up to `batchSize` unpublished rows, oldest first,
-//      FOR UPDATE SKIP LOCKED (never "id > last id seen": ids are handed out before commit,
-//      so a row with a smaller id can commit later); publish each; wait for the broker's
-//      confirms; mark ONLY the confirmed rows published; COMMIT },
+//      FOR UPDATE SKIP LOCKED (two relays never take the same row; never "id > last id seen":
+//      ids are handed out before commit, so a row with a smaller id can commit later); publish
+//      each; wait for the broker's confirms; mark published ONLY the rows the broker confirmed
+//      and did not return; COMMIT } until a batch comes back short or not all taken; a drain
+//      that fails rolls back and leaves its rows to the next one; published() counts the rows
+//      marked so far,
 //   4. publish to EXCHANGE with ROUTING_KEY on a confirm channel: persistent, mandatory
 //      (an unroutable message comes back instead of vanishing), messageId = the event id,
-//      body = a CustomerEvent as JSON,
-//   5. reconnect by itself when the broker or Postgres goes away, and stop() cleanly.
+//      contentType 'application/json', type '<entity>.changed', timestamp = created_at in
+//      seconds, body = the row's CustomerEvent as JSON; a message that comes back makes the
+//      relay declare the topology again,
+//   5. reconnect by itself, after 0.5 s and then twice as long each time (at most 10 s), when
+//      the broker or Postgres goes away or the broker closes its channel (a deleted exchange):
+//      the LISTEN connection, the drain's (a pg.Pool replaces it) and the broker's ('bridge relay'),
+//   6. log through options.log: a warning with the error's message for every error and lost
+//      connection, a warning for a batch the broker did not fully take, an error for messages
+//      that came back, an info line once connected again; no warning nor error on a good day,
+//   7. startRelay() rejects, closing what it opened, when it cannot connect, LISTEN or declare
+//      the topology; stop() stops cleanly, even while connections are down: no drain left
+//      running, every connection closed, nothing reconnecting afterwards.
 import type { ChannelModel, ConfirmChannel } from 'amqplib';
 import pg from 'pg';
 import { pathToFileURL } from 'node:url';
@@ -56,14 +70,14 @@ export async function startRelay(options: RelayOptions): Promise<Relay> {
   let connection: ChannelModel | undefined;
   let listener: pg.Client | undefined;
 
-  // The drain connection. A pool of one reconnects by itself after Postgres restarts.
+  // The drain's connection. A pool (of one) replaces a connection Postgres dropped.
   const db = new pg.Pool({ connectionString: databaseUrl, max: 1 });
   db.on('error', (err) => log.warn('Postgres connection error (drain)', { error: err.message }));
 
   // ---- draining: at most one at a time; a wake-up during a drain asks for one more ----
   let draining: Promise<void> | undefined;
   let again = false;
-  function wake(reason: string) {
+  function wake() {
     if (stopping) return;
     if (draining) {
       again = true;
@@ -72,25 +86,19 @@ export async function startRelay(options: RelayOptions): Promise<Relay> {
     draining = (async () => {
       do {
         again = false;
-        await drainAll(reason);
+        await drainAll();
       } while (again && !stopping);
     })()
       .catch((err) => log.warn('drain failed; the rows stay in the outbox for the next one', { error: (err as Error).message }))
       .finally(() => (draining = undefined));
   }
 
-  async function drainAll(reason: string) {
-    let total = 0;
+  async function drainAll() {
     while (!stopping && channel) {
       const { taken, confirmed } = await drainBatch(channel);
-      total += confirmed;
       if (taken < batchSize || confirmed < taken) break; // empty, or the broker refused some: try again later
     }
-    // Catching up is news; the steady flow is summed up every few seconds instead.
-    if (total > 0 && reason !== 'notification') log.info(`published ${total} event(s)`, { reason, total: published });
-    else unreported += total;
   }
-  let unreported = 0;
 
   async function drainBatch(ch: ConfirmChannel): Promise<{ taken: number; confirmed: number }> {
     // TODO 1: in a transaction on a client of the pool (const client = await db.connect()):
@@ -98,21 +106,20 @@ export async function startRelay(options: RelayOptions): Promise<Relay> {
     //           SELECT id, event_id, entity, entity_key, version, payload, created_at FROM outbox
     //            WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
     //         (never "WHERE id > the last id I saw": ids are handed out before commit, so a
-    //         smaller id can commit after a bigger one). No rows: COMMIT and return { taken: 0, confirmed: 0 }.
+    //         smaller id can commit after a bigger one).
     // TODO 2: const confirmed = await publishAll(ch, rows): the ids the broker confirmed.
     // TODO 3: UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[]) with ONLY the
-    //         confirmed ids, then COMMIT; add them to `published`. ROLLBACK on error, release the
-    //         client in finally. Return { taken: rows.length, confirmed: confirmed.length }.
+    //         confirmed ids, then COMMIT; add them to `published`. When the broker did not take them
+    //         all, log.warn(…) that they stay in the outbox. ROLLBACK on error (and rethrow), release
+    //         the client in finally. Return { taken: rows.length, confirmed: confirmed.length }.
     void ch;
     throw new Error('TODO: drain the outbox in exercises/13-capstone/03-relay.ts');
   }
 
   /** Publishes the rows and resolves with the ids of those the broker confirmed (and did not return). */
   async function publishAll(ch: ConfirmChannel, rows: OutboxRow[]): Promise<string[]> {
-    const returned = new Set<string>();
-    const onReturn = (msg: { properties: { messageId?: string } }) => {
-      if (msg.properties.messageId) returned.add(msg.properties.messageId);
-    };
+    const returned = new Set<string | undefined>();
+    const onReturn = (msg: { properties: { messageId?: string } }) => returned.add(msg.properties.messageId);
     ch.on('return', onReturn);
     try {
       const results = await Promise.all(
@@ -141,8 +148,8 @@ export async function startRelay(options: RelayOptions): Promise<Relay> {
         ),
       );
       if (returned.size > 0) {
-        log.error(`${returned.size} event(s) came back unroutable: is the queue gone? Declaring the topology again`, { exchange: EXCHANGE });
-        await assertTopology(ch).catch((err) => log.warn('could not declare the topology', { error: (err as Error).message }));
+        log.error(`${returned.size} event(s) came back unroutable: is the queue gone? Declaring the topology again`);
+        await assertTopology(ch);
       }
       return rows.filter((_, i) => results[i]).map((r) => r.id);
     } finally {
@@ -156,6 +163,8 @@ export async function startRelay(options: RelayOptions): Promise<Relay> {
     try {
       const ch = await conn.createConfirmChannel();
       ch.on('error', (err: Error) => log.warn('channel error', { error: err.message }));
+      // A channel the broker closed (an exchange deleted under us) is of no use: start over.
+      ch.on('close', () => void conn.close().catch(() => undefined));
       await assertTopology(ch);
       conn.on('close', () => {
         channel = undefined;
@@ -168,7 +177,7 @@ export async function startRelay(options: RelayOptions): Promise<Relay> {
       connection = conn;
       channel = ch;
       log.info('connected to the broker');
-      wake('connected to the broker');
+      wake();
     } catch (err) {
       await conn.close().catch(() => undefined);
       throw err;
@@ -176,13 +185,14 @@ export async function startRelay(options: RelayOptions): Promise<Relay> {
   }
 
   async function reconnectBroker() {
-    for (let delay = 500; !stopping; delay = Math.min(delay * 2, 10_000)) {
+    for (let delay = 500; ; delay = Math.min(delay * 2, 10_000)) {
       await sleep(delay);
+      if (stopping) return; // stop() was called while we waited
       try {
         await connectBroker();
         return;
       } catch (err) {
-        log.warn(`broker unreachable, next try in ${Math.min(delay * 2, 10_000) / 1000} s`, { error: (err as Error).message });
+        log.warn('broker unreachable', { error: (err as Error).message });
       }
     }
   }
@@ -192,7 +202,7 @@ export async function startRelay(options: RelayOptions): Promise<Relay> {
     const client = new pg.Client({ connectionString: databaseUrl });
     client.on('error', (err) => log.warn('Postgres connection error (LISTEN)', { error: err.message }));
     await client.connect();
-    client.on('notification', () => wake('notification'));
+    client.on('notification', wake);
     client.once('end', () => {
       listener = undefined;
       if (!stopping) {
@@ -203,12 +213,13 @@ export async function startRelay(options: RelayOptions): Promise<Relay> {
     await client.query(`LISTEN ${NOTIFY_CHANNEL}`);
     listener = client;
     // Whatever was committed while nobody listened is still in the outbox: catch up now.
-    wake('listening');
+    wake();
   }
 
   async function relisten() {
-    for (let delay = 500; !stopping; delay = Math.min(delay * 2, 10_000)) {
+    for (let delay = 500; ; delay = Math.min(delay * 2, 10_000)) {
       await sleep(delay);
+      if (stopping) return; // stop() was called while we waited
       try {
         await listen();
         log.info('listening again');
@@ -229,19 +240,13 @@ export async function startRelay(options: RelayOptions): Promise<Relay> {
     await db.end().catch(() => undefined);
     throw err;
   }
-  const fallback = setInterval(() => wake('fallback timer'), fallbackMs);
-  const summary = setInterval(() => {
-    if (unreported > 0) log.info(`published ${unreported} event(s)`, { total: published });
-    unreported = 0;
-  }, 5000);
-  log.info('relay started', { batchSize, fallbackMs });
+  const fallback = setInterval(wake, fallbackMs);
 
   return {
     published: () => published,
     async stop() {
       stopping = true;
       clearInterval(fallback);
-      clearInterval(summary);
       await draining;
       await listener?.end().catch(() => undefined);
       await db.end().catch(() => undefined);

@@ -3,21 +3,26 @@
 //
 // The seed's receiver.py acked on HTTP 200 and, while Odoo was down, held the message and
 // tried again every 5 s, blocking the queue. startReceiver(options) must:
-//   1. consume QUEUE on a confirm channel with prefetch, collect up to `batchSize` messages
-//      (or what came within `batchWaitMs`) and hand them to upsertCustomers() in one go,
+//   1. consume QUEUE with manual acks, on a confirm channel with `prefetch`, collect up to
+//      `batchSize` messages (or what came within `batchWaitMs`) and hand them to
+//      upsertCustomers() in one go,
 //   2. per Outcome: 'written' and 'stale' -> ack; 'rejected' -> copy to DEAD_LETTER_QUEUE
 //      with the reason in header 'x-bridge-reason', then ack; a message that is not JSON
 //      is dead-lettered the same way,
-//   3. when the client throws a 'retry' OdooError (Odoo down, 5xx, session expired...):
-//      copy each message to retryQueueFor(attempt) with header 'x-bridge-attempt' = attempt
-//      (1 the first time, then +1), then ack: the delay queue brings it back later and the
-//      main queue keeps flowing; after `maxAttempts`, dead-letter it instead,
-//   4. a 'reject' OdooError dead-letters the whole batch; a 'fatal' one (AccessDenied):
-//      stop consuming, give the messages back to the queue (nack with requeue), log an
-//      error that says so, and resolve `halted` with the reason,
-//   5. ack a message only after its copy (retry or dead-letter) was confirmed by the broker,
-//   6. reconnect when the broker goes away, consume again when the queue was deleted,
-//      and stop() cleanly.
+//   3. when the client throws a 'retry' OdooError (Odoo down, 5xx, session expired...), or
+//      anything that is not an OdooError: copy each message to retryQueueFor(attempt) with
+//      headers 'x-bridge-attempt' = attempt (1 the first time, then +1) and
+//      'x-bridge-last-error' = the error's message, then ack: the delay queue brings it back
+//      later and the main queue keeps flowing; past `maxAttempts`, dead-letter it instead,
+//   4. a 'reject' OdooError dead-letters the whole batch with its message; a 'fatal' one
+//      (AccessDenied): stop consuming, give the messages back to the queue (nack with
+//      requeue), log an error that says so, and resolve `halted` with the error's message,
+//   5. a copy keeps the body and the properties (persistent, messageId, contentType, type,
+//      timestamp, headers); ack the original only once the broker confirmed its copy, and
+//      give it back (nack with requeue) when the broker refused it,
+//   6. reconnect when the broker goes away, consume again when the queue was deleted;
+//      stats() counts the messages written, stale, retried and dead-lettered, and the batches,
+//   7. stop(): stop consuming, let the batch in hand finish (acked), close the connection.
 import type { ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import { pathToFileURL } from 'node:url';
 import { createLogger, type Logger } from '../../capstone/log.js';
@@ -129,8 +134,9 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
   }
 
   async function reconnect() {
-    for (let delay = 500; !stopping && !halted; delay = Math.min(delay * 2, 10_000)) {
+    for (let delay = 500; ; delay = Math.min(delay * 2, 10_000)) {
       await sleep(delay);
+      if (stopping || halted) return; // stop() was called, or Odoo refused us, while we waited
       try {
         await setup();
         return;
@@ -205,9 +211,6 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
 
   /** Copies the message to `queue`; resolves true once the broker confirmed the copy. */
   function forward({ ch, msg }: Held, queue: string, headers: Record<string, unknown>): Promise<boolean> {
-    const keep = Object.fromEntries(
-      Object.entries(msg.properties.headers ?? {}).filter(([k]) => !/^x-(death|first-death|last-death|delivery-count)/.test(k)),
-    );
     return new Promise((resolve) => {
       try {
         ch.sendToQueue(
@@ -219,7 +222,7 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
             messageId: msg.properties.messageId,
             type: msg.properties.type,
             timestamp: msg.properties.timestamp,
-            headers: { ...keep, ...headers },
+            headers: { ...msg.properties.headers, ...headers },
           },
           (err) => resolve(!err),
         );
@@ -246,7 +249,7 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
   }
 
   async function deadLetter(h: Held, reason: string) {
-    // TODO 2: forward(h, DEAD_LETTER_QUEUE, { 'x-bridge-reason': reason, 'x-bridge-dead-lettered-at': <now, ISO> });
+    // TODO 2: forward(h, DEAD_LETTER_QUEUE, { 'x-bridge-reason': reason });
     //         ack(h) only if the broker confirmed the copy, otherwise giveBack(h). Count it, log it.
     throw new Error(`TODO: dead-letter (${reason}) in exercises/13-capstone/06-receiver.ts`);
   }

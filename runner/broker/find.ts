@@ -1,14 +1,18 @@
 // Finds a broker to use, in this order, and says which one it chose:
 //   1. RABBITMQ_URL (and RABBITMQ_MANAGEMENT_URL) from the environment;
-//   2. the workbook's private node from an earlier run, or any broker on localhost 5672/15672;
+//   2. the workbook's private node from an earlier run, or any broker on localhost 5672/15672
+//      that is not another workbook's private node (one broker per workbook: another clone,
+//      or another WORKBOOK_STATE_DIR, starts a node of its own);
 //   3. Docker, when a daemon answers (rabbitmq:4-management through testcontainers, reused);
 //   4. a local rabbitmq-server installation, started as a private node under .workbook/broker/;
 //   5. otherwise NoBrokerError, listing the ways to get one.
 // Whichever it finds, it proves usable (runner/broker/probe.ts) before anything is created
 // on it; a broker that fails a probe ends in UnusableBrokerError, with the cause and the fix.
+import path from 'node:path';
 import ora from 'ora';
 import { isListening } from './ports.js';
-import { probePrivateNode, readNodeState, privateBrokerInfo, locateServer, startPrivateNode } from './private-node.js';
+import { answeringPrivateNode, locateServer, nodeNameFor, privateNodeLog, privateNodeRuns, readNodeState, startPrivateNode } from './private-node.js';
+import { ManagementClient } from './management.js';
 import { dockerDaemonAnswers, startDockerBroker } from './docker.js';
 import { describeProblems, probeBroker, type ProbeReport, type ProbeTarget } from './probe.js';
 import { NoBrokerError, type BrokerInfo } from './types.js';
@@ -23,7 +27,7 @@ export class UnusableBrokerError extends NoBrokerError {
 export interface FindOptions {
   /** Start a broker (Docker or private node) when none is running. Default true. */
   start?: boolean;
-  /** Print a spinner while a broker starts. Default: when stderr is a terminal. */
+  /** Print a spinner while a broker starts (only ever on a terminal). Default true. */
   spinner?: boolean;
 }
 
@@ -43,7 +47,7 @@ type Forced = 'private' | 'docker' | undefined;
 /** Finds (or starts) a broker, and proves it usable. */
 export async function findBroker(opts: FindOptions = {}): Promise<BrokerInfo> {
   const found = await locateBroker(opts);
-  if (!found) throw new NoBrokerError(NO_BROKER_HELP);
+  if (!found) throw new NoBrokerError(opts.start === false ? await notRunningHelp() : NO_BROKER_HELP);
   return proveBroker(found);
 }
 
@@ -67,18 +71,24 @@ export async function locateBroker(opts: FindOptions = {}): Promise<ProbeTarget 
   if (!forced) {
     const fromEnv = brokerFromEnv();
     if (fromEnv) return fromEnv;
-    const running = await runningLocalBroker();
+  }
+  if (forced !== 'docker') {
+    const own = await answeringPrivateNode();
+    if (own) return own;
+  }
+  // Our node runs but does not answer yet (booting, or restarted by a check): wait for it and
+  // use nothing else, not even its own AMQP port, which opens before its management API.
+  const ownNodeRuns = forced !== 'docker' && locateServer() !== undefined && (await privateNodeRuns());
+  if (!forced && !ownNodeRuns) {
+    const running = await brokerOnDefaultPort();
     if (running) return running;
-  } else if (forced === 'private') {
-    const state = readNodeState();
-    const version = await probePrivateNode(state);
-    if (state && version) return privateBrokerInfo(state, version);
   }
 
   if (opts.start === false) return undefined;
 
-  const spinner = ora({ isEnabled: opts.spinner ?? process.stderr.isTTY, stream: process.stderr });
-  if (forced !== 'private' && (await dockerDaemonAnswers())) {
+  // Frames only on a terminal: in a pipe or a file they would pile up on one line.
+  const spinner = ora({ isEnabled: (opts.spinner ?? true) && process.stderr.isTTY === true, stream: process.stderr });
+  if (forced !== 'private' && !ownNodeRuns && (await dockerDaemonAnswers())) {
     spinner.start('Starting RabbitMQ in Docker (rabbitmq:4-management)…');
     const started = Date.now();
     try {
@@ -91,16 +101,16 @@ export async function locateBroker(opts: FindOptions = {}): Promise<ProbeTarget 
   }
 
   if (forced !== 'docker' && locateServer()) {
-    spinner.start('Starting a private RabbitMQ node from your local rabbitmq-server…');
+    spinner.start(ownNodeRuns ? "This workbook's node is starting or restarting; waiting for it…" : 'Starting a private RabbitMQ node from your local rabbitmq-server…');
     try {
-      const broker = await startPrivateNode({
-        onWait: (ms) => (spinner.text = `Starting a private RabbitMQ node from your local rabbitmq-server… ${secs(ms)}`),
-      });
+      const broker = await startPrivateNode({ onWait: (ms, activity) => (spinner.text = `${activity}… ${secs(ms)}`) });
       spinner.succeed(`RabbitMQ ${broker.version} is up: ${broker.amqpUrl.replace(/\/\/[^@]*@/, '//')} (management UI ${broker.managementUrl})`);
       return broker;
     } catch (err) {
       spinner.fail('The private RabbitMQ node did not start.');
-      throw new NoBrokerError(`${(err as Error).message}\n\n${NO_BROKER_HELP}`);
+      throw new NoBrokerError(
+        `${(err as Error).message}\n\nIts log: ${privateNodeLog}. Other ways to get a broker: docker compose up -d, or set RABBITMQ_URL (npm run doctor checks it).`,
+      );
     }
   }
   throw new NoBrokerError(NO_BROKER_HELP);
@@ -137,22 +147,72 @@ function parseUrl(name: string, raw: string): URL {
   }
 }
 
-/** Step 2: our private node from an earlier run, then anything on localhost 5672 (its management API on 15672, guest/guest). */
-async function runningLocalBroker(): Promise<ProbeTarget | undefined> {
-  const state = readNodeState();
-  const privateVersion = await probePrivateNode(state);
-  if (state && privateVersion) return privateBrokerInfo(state, privateVersion);
-
-  if (!(await isListening(5672))) return undefined;
+/**
+ * Step 2 (after our own node): a broker on localhost:5672, with its management API on 15672
+ * (guest/guest), unless it is another workbook's private node: every workbook uses a broker
+ * of its own, so that two clones (or two WORKBOOK_STATE_DIRs) never share, restart or clean
+ * up each other's broker.
+ */
+async function brokerOnDefaultPort(): Promise<ProbeTarget | undefined> {
+  const found = await defaultPortBroker();
+  if (!found) return undefined;
+  if (found.otherWorkbook) {
+    process.stderr.write(
+      `note: localhost:5672 is another workbook's private node (${found.node}${found.stateDir ? `, state in ${found.stateDir}` : ''}). ` +
+        `This workbook uses a broker of its own. To share that one instead, set RABBITMQ_URL=amqp://guest:guest@localhost:5672\n`,
+    );
+    return undefined;
+  }
   // Whatever listens there is probed like any broker: a management API that does not answer, other credentials… each has its message.
   return {
     source: 'localhost',
-    description: 'the broker already running on localhost:5672 (e.g. docker compose up -d)',
+    description: `the broker already running on localhost:5672 (${found.node ? `node ${found.node}, ` : ''}not started by this workbook, e.g. docker compose up -d)`,
     amqpUrl: 'amqp://guest:guest@localhost:5672',
     managementUrl: 'http://localhost:15672',
     username: 'guest',
     password: 'guest',
   };
+}
+
+export interface DefaultPortBroker {
+  /** Its node name, when its management API on 15672 answers guest/guest. */
+  node?: string;
+  /** Another workbook's private node: named workbook-<hash of its state directory>, and not ours. */
+  otherWorkbook: boolean;
+  /** That workbook's state directory, from the config file its node was started with (…/.workbook/broker/rabbitmq.conf). */
+  stateDir?: string;
+}
+
+/** What answers on localhost:5672, or undefined when nothing does. */
+export async function defaultPortBroker(): Promise<DefaultPortBroker | undefined> {
+  if (!(await isListening(5672))) return undefined;
+  const mgmt = new ManagementClient('http://localhost:15672', 'guest', 'guest');
+  const node = (await mgmt.overview().catch(() => undefined))?.node;
+  const otherWorkbook = !!node && /^workbook-[0-9a-f]{6}@/.test(node) && node !== (readNodeState()?.nodeName ?? nodeNameFor());
+  if (!otherWorkbook) return { node, otherWorkbook };
+  const info = await mgmt.request<{ config_files?: string[] }>('GET', `/nodes/${encodeURIComponent(node!)}?memory=false`).catch(() => undefined);
+  const conf = info?.config_files?.[0];
+  return { node, otherWorkbook, stateDir: conf ? path.dirname(path.dirname(conf)) : undefined };
+}
+
+/** What to do when no broker runs, for commands that never start one (`npm run broker -- status`). */
+async function notRunningHelp(): Promise<string> {
+  const forced = process.env.WORKBOOK_BROKER as Forced;
+  const server = forced === 'docker' ? undefined : locateServer();
+  if (server && (await privateNodeRuns())) {
+    return [
+      `This workbook's private node runs but does not answer yet: it is starting, or a check is restarting it.`,
+      'Ask again in a few seconds. If it stays so: npm run broker -- stop, then npm run broker -- start.',
+      `Its log: ${privateNodeLog}`,
+    ].join('\n');
+  }
+  const docker = forced !== 'private' && (await dockerDaemonAnswers());
+  if (!server && !docker) return NO_BROKER_HELP;
+  return [
+    'No RabbitMQ broker is running for this workbook.',
+    `Start one with: npm run broker -- start   (${docker ? 'RabbitMQ in Docker' : `a private node from ${server}, about 10 s`})`,
+    'Any chapter or check command also starts it when it needs it.',
+  ].join('\n');
 }
 
 function secs(ms: number) {

@@ -25,13 +25,15 @@ export async function runDemo(chapter: Chapter, broker: BrokerInfo, out: (line: 
   await mgmt.createVhost(vhost, broker.username);
   const url = vhostUrl(broker, vhost);
 
-  out(pc.bold(`\n▶ Live demo: chapter ${chapter.number}, against RabbitMQ ${broker.version}, in vhost "${vhost}"\n`));
+  out(pc.bold(`\n▶ Live demo: chapter ${chapter.number}, in vhost "${vhost}"`));
+  out(pc.dim(`  against RabbitMQ ${broker.version}, ${broker.description}\n`));
   const { demo } = await importModule<{ demo: Demo }>(chapter.demoPath);
   const started = Date.now();
   await withTimeout(demo(url, (line) => out(`  ${pc.cyan('•')} ${line}`)), 60_000, 'the demo did not finish within 60 s');
   out(pc.dim(`  (${((Date.now() - started) / 1000).toFixed(2)} s)`));
   out(await describeVhost(broker, vhost));
-  out(`  Explore it in the management UI: ${pc.cyan(`${broker.managementUrl}/#/queues/${enc(vhost)}`)} (user guest, password guest)`);
+  const login = broker.username === 'guest' && broker.password === 'guest' ? 'user guest, password guest' : `user ${broker.username}`;
+  out(`  Explore it in the management UI: ${pc.cyan(`${broker.managementUrl}/#/queues/${enc(vhost)}`)} (${login})`);
 }
 
 /** Queues with their exact message counts (over AMQP; the management API lags a statistics tick), and bindings. */
@@ -54,7 +56,8 @@ export async function describeVhost(broker: BrokerInfo, vhost: string): Promise<
   const lines = [`\n  What the broker holds now in "${vhost}":`, table.toString().replace(/^/gm, '  ')];
   if (bindings.length) {
     const bt = terminalTable({ head: ['exchange', 'routing key', '→ queue/exchange'] });
-    for (const b of bindings) bt.push([b.source, b.routing_key || '(none)', b.destination]);
+    // Quoted: an empty routing key is a key too (a fanout binding's), not a missing one.
+    for (const b of bindings) bt.push([b.source, JSON.stringify(b.routing_key), b.destination]);
     lines.push(bt.toString().replace(/^/gm, '  '));
   }
   return lines.join('\n');

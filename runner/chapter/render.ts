@@ -3,7 +3,9 @@
 // table with a long column runs far past the right edge.
 import { Marked, type Tokens } from 'marked';
 import TerminalRenderer from 'marked-terminal';
+import pc from 'picocolors';
 import { TABLE_STYLE } from '../table.js';
+import { fenceLanguage, highlightCode } from './highlight.js';
 
 // marked-terminal's Renderer method names, as its own markedTerminal() lists them.
 const METHODS = ['text', 'code', 'blockquote', 'html', 'heading', 'hr', 'list', 'listitem', 'checkbox', 'paragraph', 'table', 'tablerow', 'tablecell', 'strong', 'em', 'codespan', 'br', 'del', 'link', 'image'];
@@ -15,6 +17,8 @@ export function renderMarkdown(markdown: string, width = Math.min(process.stdout
   const renderer: Record<string, (...a: unknown[]) => string> = {};
   for (const name of METHODS) {
     renderer[name] = function (this: { options: unknown; parser: unknown }, ...args: unknown[]) {
+      // marked 12 passes (text, info string); a token object in later versions.
+      if (name === 'code') return typeof args[0] === 'object' ? codeBlock((args[0] as Tokens.Code).text, (args[0] as Tokens.Code).lang) : codeBlock(args[0] as string, args[1] as string | undefined);
       terminal.options = this.options;
       terminal.parser = this.parser;
       if (name === 'table') {
@@ -32,6 +36,14 @@ export function renderMarkdown(markdown: string, width = Math.min(process.stdout
   });
   marked.use({ renderer, useNewRenderer: true } as never);
   return marked.parse(markdown, { async: false }) as string;
+}
+
+/** A fenced block, highlighted by its language (see highlight.ts), indented like the text. */
+function codeBlock(text: string, info: string | undefined): string {
+  const highlighted = highlightCode(text, fenceLanguage(info));
+  // A block in no language we highlight stands apart from the text in one colour, as marked-terminal shows it.
+  const code = highlighted === text && pc.isColorSupported ? pc.yellow(text) : highlighted;
+  return code.split('\n').map((line) => (line ? `  ${line}` : line)).join('\n') + '\n\n';
 }
 
 /** cli-table3 column widths (padding included) that fit `width`: narrow columns keep their size, wide ones share the rest. */

@@ -9,6 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Exercise, VariantKind } from '../manifest/load.js';
 import { compareVersions, type BrokerInfo } from '../broker/types.js';
 import { restartBroker } from '../broker/restart.js';
+import { managementFor } from '../broker/management.js';
 import { createSandbox, forget, type Sandbox } from '../sandbox/sandbox.js';
 import { rel, ROOT } from '../paths.js';
 import type { FromWorker, ToWorker, WorkerJob, WorkerResult } from './protocol.js';
@@ -144,8 +145,20 @@ function startWorker(job?: WorkerJob): Worker {
   return worker;
 }
 
+/** Whether a used spare is replaced by a new one (watch mode), or not (a single check). */
+let keepWarm = false;
+
 /** Keep one warm worker ready from now on (it does not keep the process alive). */
 export function keepWorkerWarm(): void {
+  keepWarm = true;
+  startSpare();
+}
+
+/**
+ * Starts one worker now, for the next check: it loads while the broker is found and the
+ * sandbox is made, instead of after. `npm run check ID` does this at its start.
+ */
+export function startSpare(): void {
   spare ??= startWorker();
   spare.unref();
 }
@@ -155,8 +168,8 @@ function workerFor(job: WorkerJob): Worker {
   const worker = spare;
   worker.ref();
   worker.postMessage({ type: 'job', job } satisfies ToWorker);
-  spare = startWorker();
-  spare.unref();
+  spare = undefined;
+  if (keepWarm) startSpare();
   return worker;
 }
 
@@ -229,8 +242,10 @@ async function checkInSandbox(job: CheckJob, broker: BrokerInfo, opts: RunOption
   const verdict: Verdict = { ...base, ...result, vhost: sandbox.vhost, durationMs: Date.now() - started };
 
   if (opts.keepFailedSandbox && job.target === 'exercise') {
-    await keptVhosts.replace(exercise.id, verdict.status === 'failed' ? sandbox.vhost : undefined, broker);
-    if (verdict.status === 'failed') {
+    // Kept only when there is something to look at: not after a file that did not compile, nor an empty vhost.
+    const keep = verdict.status === 'failed' && !('error' in compiled) && (await holdsSomething(broker, sandbox.vhost));
+    await keptVhosts.replace(exercise.id, keep ? sandbox.vhost : undefined, broker);
+    if (keep) {
       forget(sandbox);
       verdict.notes.push(`What your code left in the broker is kept in vhost "${sandbox.vhost}" until the next check of ${exercise.id}: ${broker.managementUrl}/#/queues/${encodeURIComponent(sandbox.vhost)}`);
       return verdict;
@@ -238,6 +253,17 @@ async function checkInSandbox(job: CheckJob, broker: BrokerInfo, opts: RunOption
   }
   await sandbox.dispose().catch(() => undefined);
   return verdict;
+}
+
+/** True when the vhost holds a queue or an exchange of its own (the amq.* ones and the default exchange come with every vhost). */
+async function holdsSomething(broker: BrokerInfo, vhost: string): Promise<boolean> {
+  const mgmt = managementFor(broker);
+  try {
+    const [queues, exchanges] = await Promise.all([mgmt.queues(vhost), mgmt.exchanges(vhost)]);
+    return queues.length > 0 || exchanges.some((x) => x.name !== '' && !x.name.startsWith('amq.'));
+  } catch {
+    return true; // cannot tell: keep it, as before
+  }
 }
 
 /** Runs the compiled check on the compiled target in a worker; `job` names the files as the learner knows them. */

@@ -1,21 +1,28 @@
-// npm run chapter N: the chapter's text, its exercises with their status, then its live demo.
+// npm run chapter N: the chapter's text (in a pager when it is longer than the terminal), its
+// exercises with their status, then its live demo.
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import pc from 'picocolors';
 import { broker, workbook } from '../session.js';
 import { resolveChapter } from '../ids.js';
 import { expandIncludes } from '../chapter/includes.js';
 import { renderMarkdown } from '../chapter/render.js';
+import { knownAddresses, localize } from '../chapter/addresses.js';
+import { page } from '../chapter/pager.js';
 import { runDemo } from '../chapter/demo.js';
 import { loadProgress, statusOf } from '../progress.js';
 import { rel } from '../paths.js';
 import { EXIT } from '../exit-codes.js';
-import path from 'node:path';
 
-export async function chapterCommand(arg: string, opts: { demo?: boolean; text?: boolean }): Promise<number> {
+export async function chapterCommand(arg: string, opts: { demo?: boolean; text?: boolean; pager?: boolean }): Promise<number> {
   const chapter = resolveChapter(workbook(), arg);
   if (opts.text !== false) {
-    const markdown = expandIncludes(readFileSync(chapter.textPath, 'utf8'), path.dirname(chapter.textPath));
-    console.log(renderMarkdown(markdown));
+    // Localized before the includes are expanded: code shown from real files stays exactly as it is.
+    const markdown = expandIncludes(localize(readFileSync(chapter.textPath, 'utf8'), knownAddresses()), path.dirname(chapter.textPath));
+    const text = renderMarkdown(markdown);
+    if (opts.pager === false) console.log(text);
+    else await page(text);
+    // After the pager: this stays on the screen.
     if (chapter.exercises.length) {
       const progress = loadProgress();
       console.log(pc.bold(`Exercises of chapter ${chapter.number}`));

@@ -1,11 +1,15 @@
 // npm run check [ID…] [-- --solutions] [-- --json] [-- --verbose]
+// Verdicts print in id order as soon as they and all before them are in (checks run in parallel).
+// With --json, stdout holds nothing but the JSON document (`npm run -s check -- --json`).
+import { existsSync } from 'node:fs';
 import pc from 'picocolors';
 import { broker, workbook } from '../session.js';
 import { resolveIds } from '../ids.js';
 import { currentExercise, loadProgress, recordResult, updateProgress } from '../progress.js';
-import { jobFor, runChecks } from '../check/run.js';
+import { jobFor, runChecks, startSpare } from '../check/run.js';
 import { formatVerdict, summarize } from '../check/report.js';
-import type { Verdict } from '../check/verdict.js';
+import type { TargetKind, Verdict } from '../check/verdict.js';
+import { rel } from '../paths.js';
 import { EXIT } from '../exit-codes.js';
 import type { Exercise, Workbook } from '../manifest/load.js';
 
@@ -25,21 +29,31 @@ export async function checkCommand(ids: string[], opts: CheckOptions): Promise<n
   }
   if (ids.length === 1 && !opts.solutions) updateProgress((p) => (p.current = exercises[0]!.id));
 
-  const b = await broker({ spinner: !opts.json });
+  // The first check's worker starts loading now, while the broker is found.
+  startSpare();
+  // A spinner only on a terminal: in a pipe or a file its frames would pile up on one line.
+  const b = await broker({ spinner: !opts.json && process.stderr.isTTY });
   const target = opts.solutions ? 'solution' : 'exercise';
   if (!opts.json) console.log(pc.dim(`Checking ${exercises.length === 1 ? exercises[0]!.id : `${exercises.length} exercises`} (${target}) against RabbitMQ ${b.version}, ${b.description}\n`));
 
-  const verdicts = await runChecks(
-    exercises.map((e) => jobFor(e, target)),
+  // A missing file gets a verdict that says so; the others are checked.
+  const missing = new Map(exercises.map((e) => [e, missingFileVerdict(e, target)] as const).filter((m): m is [Exercise, Verdict] => m[1] !== undefined));
+  const print = inOrder(exercises.map((e) => e.id), (v) => {
+    if (!opts.json) console.log(formatVerdict(v, { verbose: opts.verbose }) + '\n');
+  });
+  for (const v of missing.values()) print(v);
+  const checked = await runChecks(
+    exercises.filter((e) => !missing.has(e)).map((e) => jobFor(e, target)),
     b,
     {
       keepFailedSandbox: !opts.solutions,
       onVerdict: (v) => {
         if (!opts.solutions && (v.status === 'passed' || v.status === 'failed')) recordResult(v.id, v.status === 'passed');
-        if (!opts.json) console.log(formatVerdict(v, { verbose: opts.verbose }) + '\n');
+        print(v);
       },
     },
   );
+  const verdicts = exercises.map((e) => missing.get(e) ?? checked.find((v) => v.id === e.id)!);
 
   if (opts.json) {
     console.log(JSON.stringify({ broker: { source: b.source, version: b.version }, verdicts }, null, 2));
@@ -50,8 +64,45 @@ export async function checkCommand(ids: string[], opts: CheckOptions): Promise<n
   return exitCodeFor(verdicts);
 }
 
+/**
+ * Calls `show` for each verdict in the order of `ids`: a verdict that arrives early waits for
+ * those before it, so `check 2` reads 2.1, 2.2, 2.3, 2.4 whichever finishes first.
+ */
+export function inOrder(ids: string[], show: (v: Verdict) => void): (v: Verdict) => void {
+  const arrived = new Map<string, Verdict>();
+  let next = 0;
+  return (v) => {
+    arrived.set(v.id, v);
+    while (next < ids.length && arrived.has(ids[next]!)) show(arrived.get(ids[next++]!)!);
+  };
+}
+
+/** The verdict for an exercise whose file (or check) is missing, instead of an ENOENT stack trace; undefined when all are there. */
+export function missingFileVerdict(e: Exercise, target: TargetKind): Verdict | undefined {
+  const file = target === 'solution' ? e.solutionPath : e.starterPath;
+  const absent = [file, e.checkPath].find((f) => !existsSync(f));
+  if (!absent) return undefined;
+  const base = { id: e.id, title: e.title, target, targetPath: rel(file), steps: [], notes: [], durationMs: 0 };
+  if (absent === e.starterPath) {
+    return {
+      ...base,
+      status: 'failed',
+      finding: {
+        summary: `Your file ${rel(absent)} is missing, so there is nothing to check.`,
+        fix: `npm run reset ${e.id} restores the starter (and starts this exercise's progress over), or put your file back at ${rel(absent)}.`,
+      },
+    };
+  }
+  return {
+    ...base,
+    status: 'error',
+    finding: { summary: `${rel(absent)} is missing: the workbook itself is incomplete.`, fix: `Restore it from git: git checkout -- ${rel(absent)}` },
+  };
+}
+
 function pickExercises(wb: Workbook, ids: string[], opts: CheckOptions): Exercise[] {
-  if (ids.length) return resolveIds(wb, ids);
+  // In the manifest's order (the ids' order), whatever order they were named in.
+  if (ids.length) return resolveIds(wb, ids).sort((a, b) => wb.exercises.indexOf(a) - wb.exercises.indexOf(b));
   if (opts.solutions) return wb.exercises;
   const current = currentExercise(wb, loadProgress());
   return current ? [current] : [];

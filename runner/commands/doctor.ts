@@ -3,7 +3,7 @@
 // set-up is never green here.
 import pc from 'picocolors';
 import { terminalTable } from '../table.js';
-import { locateBroker } from '../broker/find.js';
+import { defaultPortBroker, locateBroker } from '../broker/find.js';
 import { probeBroker, type ProbeTarget } from '../broker/probe.js';
 import { locateServer, readNodeState } from '../broker/private-node.js';
 import { dockerDaemonAnswers } from '../broker/docker.js';
@@ -74,9 +74,15 @@ export async function doctorCommand(): Promise<number> {
   );
 
   const node = readNodeState();
+  // Another workbook's private node on the default ports is fine: this workbook's node takes others.
+  const other = node ? undefined : await defaultPortBroker();
   for (const [port, name] of [[node?.amqpPort ?? 5672, 'AMQP'], [node?.managementPort ?? 15672, 'management']] as const) {
     const busy = await isListening(port);
     const ours = broker && (broker.amqpUrl.endsWith(`:${port}`) || broker.managementUrl.endsWith(`:${port}`));
+    if (busy && !ours && other?.otherWorkbook) {
+      rows.push({ what: `Port ${port} (${name})`, level: 'info', detail: `used by another workbook's private node (${other.stateDir ?? other.node}); this workbook's node will take another port` });
+      continue;
+    }
     rows.push({
       what: `Port ${port} (${name})`,
       level: busy && !ours && !broker ? 'warn' : 'ok',

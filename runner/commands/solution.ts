@@ -4,7 +4,7 @@ import pc from 'picocolors';
 import { workbook } from '../session.js';
 import { resolveOne } from '../ids.js';
 import { loadProgress, statusOf } from '../progress.js';
-import { renderMarkdown } from '../chapter/render.js';
+import { highlightCode } from '../chapter/highlight.js';
 import { rel } from '../paths.js';
 import { EXIT } from '../exit-codes.js';
 
@@ -16,12 +16,19 @@ export function solutionCommand(id: string, opts: { force?: boolean }): number {
     return EXIT.FAILED;
   }
   console.log(pc.bold(`Reference solution for ${exercise.id} ${exercise.title}`) + pc.dim(`  (${rel(exercise.solutionPath)})`));
-  console.log(renderMarkdown('```ts\n' + readFileSync(exercise.solutionPath, 'utf8') + '\n```'));
+  // Highlighted on its own, not through the Markdown renderer: loading marked-terminal would triple this command's time.
+  console.log(codeListing(readFileSync(exercise.solutionPath, 'utf8'), 'ts'));
   // Alternative solutions are stored as what they change in this one.
   for (const ok of exercise.ok.filter((o) => existsSync(o.path))) {
     console.log(pc.bold(`Also correct: ${ok.style}`) + pc.dim(`  (${rel(ok.path)})`));
-    console.log(renderMarkdown('```diff\n' + readFileSync(ok.path, 'utf8') + '\n```'));
+    console.log(codeListing(readFileSync(ok.path, 'utf8'), 'diff'));
   }
   console.log(pc.dim(`Compare with yours: diff ${rel(exercise.solutionPath)} ${rel(exercise.starterPath)}`));
   return EXIT.OK;
+}
+
+/** Code indented under its heading, highlighted when colours are on. */
+function codeListing(code: string, lang: string): string {
+  const lines = highlightCode(code.replace(/\s+$/, ''), lang).split('\n');
+  return '\n' + lines.map((line) => (line ? `  ${line}` : line)).join('\n') + '\n';
 }

@@ -1,5 +1,6 @@
 // npm run watch [ID] [-- --verbose]: re-checks the exercise on every save and says what to do next.
-// Keys: h hint · n next exercise · l list · c check now · q quit.
+// Keys: h hint · n next exercise · l list · c check now · q quit. The screen always shows the
+// last verdict first; a hint or the list appears under it, in place of the previous one.
 import readline from 'node:readline';
 import chokidar from 'chokidar';
 import pc from 'picocolors';
@@ -7,21 +8,32 @@ import { broker, workbook } from '../session.js';
 import { resolveOne } from '../ids.js';
 import { currentExercise, loadProgress, recordResult, updateProgress } from '../progress.js';
 import { jobFor, keepWorkerWarm, runCheck } from '../check/run.js';
-import { formatVerdict } from '../check/report.js';
+import { formatVerdict, indented } from '../check/report.js';
 import { disposeAll } from '../sandbox/sandbox.js';
 import { rel } from '../paths.js';
 import { EXIT, UserError } from '../exit-codes.js';
 import type { Exercise } from '../manifest/load.js';
-import { hintCommand } from './hint.js';
-import { progressCommand } from './progress.js';
-import { ENVIRONMENT_PROBLEM } from './check.js';
+import { nextHint } from './hint.js';
+import { exerciseLines, passedCount } from './progress.js';
+import { ENVIRONMENT_PROBLEM, missingFileVerdict } from './check.js';
+
+const KEYS = 'Keys: h hint · n next · l list · c check now · q quit';
 
 export async function watchCommand(id: string | undefined, opts: { verbose?: boolean } = {}): Promise<number> {
   const wb = workbook();
   let exercise: Exercise | undefined = id ? resolveOne(wb, id) : currentExercise(wb, loadProgress());
   if (!exercise) throw new UserError('Every exercise has passed. Name one to watch: npm run watch 2.1', EXIT.USAGE);
+  // The exercise being watched is the one to resume, and the one n moves on from.
+  if (id) updateProgress((p) => (p.current = exercise!.id));
   const b = await broker();
   keepWorkerWarm();
+
+  // The last verdict and what to do next: every redraw starts with it.
+  let verdictLines: string[] = [];
+  const show = (below: string[] = []) => {
+    console.clear();
+    console.log([...verdictLines, ...below, pc.dim(KEYS)].join('\n'));
+  };
 
   let running = false;
   let again = false;
@@ -34,24 +46,31 @@ export async function watchCommand(id: string | undefined, opts: { verbose?: boo
     const ex = exercise!;
     console.clear();
     console.log(pc.dim(`Checking ${ex.id} (${rel(ex.starterPath)})…`));
-    const v = await runCheck(jobFor(ex, 'exercise'), b, { keepFailedSandbox: true });
-    if (v.status === 'passed' || v.status === 'failed') recordResult(ex.id, v.status === 'passed');
-    console.clear();
-    console.log(formatVerdict(v, { verbose: opts.verbose }) + '\n');
+    const missing = missingFileVerdict(ex, 'exercise');
+    const v = missing ?? (await runCheck(jobFor(ex, 'exercise'), b, { keepFailedSandbox: true }));
+    if (!missing && (v.status === 'passed' || v.status === 'failed')) recordResult(ex.id, v.status === 'passed');
+    verdictLines = [formatVerdict(v, { verbose: opts.verbose, watch: true }), ''];
     if (v.status === 'passed') {
       const next = currentExercise(wb, loadProgress());
-      console.log(pc.green(next ? `Passed! Press n for the next exercise: ${next.id} "${next.title}".` : 'Passed, and that was the last one. Well done!'));
+      verdictLines.push(pc.green(next ? `Passed! Press n for the next exercise: ${next.id} "${next.title}".` : 'Passed, and that was the last one. Well done!'));
     } else if (v.status === 'error') {
-      console.log(pc.magenta(`${ENVIRONMENT_PROBLEM}, then press c to check again.`));
+      verdictLines.push(pc.magenta(`${ENVIRONMENT_PROBLEM}, then press c to check again.`));
     } else {
-      console.log(pc.dim(`Edit ${rel(ex.starterPath)} and save to check again.`));
+      verdictLines.push(pc.dim(`Edit ${rel(ex.starterPath)} and save to check again.`));
     }
-    console.log(pc.dim('Keys: h hint · n next · l list · c check now · q quit'));
+    show();
     running = false;
     if (again) {
       again = false;
       await check();
     }
+  };
+
+  /** The exercises of the chapter being worked on, under the verdict (the whole course would push it off the screen). */
+  const list = () => {
+    const progress = loadProgress();
+    const chapter = wb.chapter(exercise!.chapter)!;
+    return ['', pc.bold(`${chapter.number}. ${chapter.title}`), ...exerciseLines(chapter, progress, exercise), pc.dim(`${passedCount(wb, progress)} npm run progress lists every chapter.`), ''];
   };
 
   const watcher = watchExercise(exercise.starterFiles, () => void check());
@@ -78,18 +97,16 @@ export async function watchCommand(id: string | undefined, opts: { verbose?: boo
         case 'q':
           return quit();
         case 'h':
-          hintCommand(exercise!.id, {});
-          return;
+          return show(['', ...nextHint(exercise!, { watch: true }).map((line) => indented(0, line, process.stdout.columns)), '']);
         case 'l':
-          progressCommand();
-          return;
+          return show(list());
         case 'c':
           void check();
           return;
         case 'n': {
           const next = currentExercise(wb, loadProgress());
           if (next && next !== exercise) void switchTo(next);
-          else console.log(pc.dim(next ? 'Finish this one first (or: npm run watch <id>).' : 'No exercise left.'));
+          else show(['', pc.dim(next ? 'Finish this one first (or: npm run watch <id>).' : 'No exercise left.'), '']);
           return;
         }
       }
@@ -107,6 +124,7 @@ export async function watchCommand(id: string | undefined, opts: { verbose?: boo
  */
 export function watchExercise(files: string | string[], onSave: () => void) {
   const watcher = chokidar.watch(files, { ignoreInitial: true, awaitWriteFinish: { stabilityThreshold: 30, pollInterval: 10 } });
-  watcher.on('change', onSave);
+  // 'add': a file that was missing (deleted, or restored by npm run reset in another terminal) is back.
+  watcher.on('change', onSave).on('add', onSave);
   return watcher;
 }

@@ -4,11 +4,11 @@
 //          solutions/02-hello-world/01-send.ts, checks/02-hello-world/01-send.check.ts,
 //          checks/02-hello-world/wrong/01-send.<variant>.patch, checks/02-hello-world/ok/01-send.ok-<style>.patch
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
-import { parse } from 'yaml';
-import { z } from 'zod';
 import { paths } from '../paths.js';
-import { ManifestSchema, type ChapterData, type ExerciseData, type OkVariant, type WrongVariant } from './schema.js';
+import { manifestSchemas, type ChapterData, type ExerciseData, type OkVariant, type WrongVariant } from './schema.js';
+import { cacheKey, readCached, writeCached } from './cache.js';
 
 export interface Chapter extends Omit<ChapterData, 'exercises'> {
   dir: string; // e.g. "02-hello-world"
@@ -44,21 +44,46 @@ export interface Workbook {
 export class ManifestError extends Error {}
 
 export function loadManifest(file = paths.manifest): Workbook {
-  let raw: unknown;
+  let text: string;
   try {
-    raw = parse(readFileSync(file, 'utf8'));
+    text = readFileSync(file, 'utf8');
   } catch (err) {
     throw new ManifestError(`Cannot read ${file}: ${(err as Error).message}`);
   }
+  const key = cacheKey(text);
+  const cached = readCached(key);
+  if (cached) return buildWorkbook(cached);
+  const chapters = validate(file, text);
+  const workbook = buildWorkbook(chapters); // throws for duplicate ids: such a manifest is never cached
+  writeCached(key, chapters);
+  return workbook;
+}
+
+/** Parses and validates the manifest's text. yaml is loaded here, when the cache missed (see cache.ts). */
+function validate(file: string, text: string): ChapterData[] {
+  const { parse } = createRequire(import.meta.url)('yaml') as typeof import('yaml');
+  let raw: unknown;
+  try {
+    raw = parse(text);
+  } catch (err) {
+    throw new ManifestError(`Cannot read ${file}: ${(err as Error).message}`);
+  }
+  const { z, ManifestSchema } = manifestSchemas();
   const parsed = ManifestSchema.safeParse(raw);
   if (!parsed.success) {
     throw new ManifestError(`${file} is invalid:\n${z.prettifyError(parsed.error)}`);
   }
-  return buildWorkbook(parsed.data.chapters);
+  return parsed.data.chapters;
 }
 
 function buildWorkbook(data: ChapterData[]): Workbook {
-  const chapters = data.map(toChapter);
+  // One listing per exercises folder, shared by its exercises (for their sibling files).
+  const listings = new Map<string, string[]>();
+  const listing = (dir: string) => {
+    if (!listings.has(dir)) listings.set(dir, existsSync(dir) ? readdirSync(dir) : []);
+    return listings.get(dir)!;
+  };
+  const chapters = data.map((c) => toChapter(c, listing));
   const exercises = chapters.flatMap((c) => c.exercises);
   const seen = new Set<string>();
   for (const c of chapters) {
@@ -79,21 +104,21 @@ function buildWorkbook(data: ChapterData[]): Workbook {
   };
 }
 
-function toChapter(c: ChapterData): Chapter {
+function toChapter(c: ChapterData, listing: (dir: string) => string[]): Chapter {
   const dir = `${String(c.number).padStart(2, '0')}-${c.slug}`;
   return {
     ...c,
     dir,
     textPath: path.join(paths.chapters, dir, 'README.md'),
     demoPath: path.join(paths.chapters, dir, 'demo.ts'),
-    exercises: c.exercises.map((e) => toExercise(c.number, dir, e)),
+    exercises: c.exercises.map((e) => toExercise(c.number, dir, e, listing)),
   };
 }
 
-function toExercise(chapter: number, dir: string, e: ExerciseData): Exercise {
+function toExercise(chapter: number, dir: string, e: ExerciseData, listing: (dir: string) => string[]): Exercise {
   const stem = e.file.replace(/\.ts$/, '');
   const exerciseDir = path.join(paths.exercises, dir);
-  const siblings = existsSync(exerciseDir) ? readdirSync(exerciseDir).filter((f) => f.startsWith(`${stem}.`) && f !== e.file) : [];
+  const siblings = listing(exerciseDir).filter((f) => f.startsWith(`${stem}.`) && f !== e.file);
   return {
     ...e,
     chapter,

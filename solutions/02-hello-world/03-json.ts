@@ -1,10 +1,18 @@
 // Exercise 2.3: send JSON, and say that it is JSON
 // Text: chapters/02-hello-world/README.md   Check: npm run check 2.3   Hint: npm run hint 2.3
 //
-// sendJson(url, queue, value) must publish `value` as JSON to `queue` (durable quorum queue),
-// persistent, confirmed, with the content type 'application/json', and close what it opened.
-// readJson(message) must return the parsed value of a received message, and throw an Error
-// when the message is not labelled 'application/json' or its body is not valid JSON.
+// sendJson(url, queue, value) must:
+//   1. declare `queue` as a durable quorum queue (as in 2.1),
+//   2. publish `value` to it once, as JSON text encoded as UTF-8, labelled with the content
+//      type 'application/json',
+//   3. publish it persistent, on a confirm channel: wait for the confirm, and reject if the
+//      broker refuses the message (a nack),
+//   4. close the connection it opened, also when something failed.
+// readJson(message) must:
+//   5. return the parsed value of a message labelled 'application/json',
+//   6. throw an Error, naming the content type it got, when the message is labelled otherwise
+//      or not at all,
+//   7. throw an Error that says why when the body is not valid JSON.
 import amqp from 'amqplib';
 import { pathToFileURL } from 'node:url';
 

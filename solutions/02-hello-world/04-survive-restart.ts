@@ -4,8 +4,9 @@
 // Quorum queues keep every message on disk whatever you ask. Classic queues make you choose,
 // twice: this exercise uses one to feel both choices. sendDurable(url, queue, texts) must:
 //   1. declare `queue` as a durable CLASSIC queue (argument 'x-queue-type': 'classic'),
-//   2. publish every text as a persistent message on a confirm channel, and wait for the confirms,
-//   3. close the connection it opened.
+//   2. publish every text, once and in order, as a persistent message on a confirm channel,
+//   3. wait for the confirms, and reject if the broker refuses any of the messages (a nack),
+//   4. close the connection it opened, also when something failed.
 // The check restarts the broker (when the workbook started it) and counts what is left.
 import amqp from 'amqplib';
 import { pathToFileURL } from 'node:url';

@@ -3,12 +3,16 @@
 //
 // startResilientConsumer(url, queue, handle) must:
 //   1. connect with amqplib's built-in recovery (amqplib 1.1+): amqp.connect(url, { recovery: { … } }),
-//      retrying quickly (initialDelay of a few hundred ms, maxDelay of a few seconds),
-//   2. in recovery.setup, which runs after EVERY successful connect: create the channel, declare `queue`
-//      (durable quorum queue), set a prefetch and consume, acking after handle() resolves,
+//      retrying quickly (initialDelay of a few hundred ms): a lost connection is open again within
+//      a second or so, and a failed attempt (a setup that failed, say) is tried again,
+//   2. in recovery.setup, which runs after EVERY successful connect: create the channel (with an
+//      'error' listener), declare `queue` (durable quorum queue), set a prefetch of 10 and consume with
+//      manual acks, acking after handle() resolves and requeueing (reject with requeue) when it rejects,
 //   3. listen for 'error' on the connection: a network failure emits one, and an 'error' event
 //      nobody listens to crashes the process (and recovery with it),
-//   4. return { stop }, where stop() closes the connection (which also ends the recovery).
+//   4. survive a handler still running when the connection is lost: its message comes back on the new
+//      connection, and answering it on the dead channel (which throws) must not crash the process,
+//   5. return { stop }, where stop() closes the connection (which also ends the recovery).
 import amqp, { type ChannelModel } from 'amqplib';
 import { pathToFileURL } from 'node:url';
 
@@ -33,14 +37,18 @@ export async function startResilientConsumer(url: string, queue: string, handle:
         await channel.consume(
           queue,
           (msg) => {
-            if (msg === null) return;
-            handle(msg.content.toString()).then(
-              () => channel.ack(msg),
-              (err) => {
-                console.error(`handling failed, requeued: ${err}`);
-                channel.reject(msg, true);
-              },
-            );
+            if (msg === null) return; // the broker cancelled the consumer
+            handle(msg.content.toString())
+              .then(
+                () => channel.ack(msg),
+                (err) => {
+                  console.error(`handling failed, requeued: ${err}`);
+                  channel.reject(msg, true);
+                },
+              )
+              // The connection may have been lost while handle() ran: this channel is closed, the
+              // answer throws, and the broker has put the message back already. Nothing to crash for.
+              .catch((err) => console.error(`message left unanswered: ${err.message}`));
           },
           { noAck: false },
         );
@@ -49,8 +57,6 @@ export async function startResilientConsumer(url: string, queue: string, handle:
   });
   connection.on('error', (err) => console.error(`connection error: ${err.message}`));
   connection.on('disconnect', (err) => console.warn(`connection lost (${err.message}), reconnecting`));
-  connection.on('reconnect-scheduled', ({ attempt, delay }) => console.warn(`reconnect attempt ${attempt} in ${delay} ms`));
-  connection.on('connect', () => console.log('connected, consuming'));
   await connection.waitForConnect();
 
   return {

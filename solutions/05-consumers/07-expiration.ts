@@ -3,10 +3,13 @@
 //
 // sendExpiring(url, queue, text, ttlSeconds) must:
 //   1. declare `queue` as a durable quorum queue (no queue-wide TTL: each message brings its own),
-//   2. publish `text` as a persistent message, on a confirm channel, that expires `ttlSeconds` after
-//      it entered the queue: the `expiration` property, a string of WHOLE milliseconds
-//      (ttlSeconds may have decimals: 2.5 s is '2500'),
-//   3. wait for the broker's confirm, and close the connection, also when something failed.
+//   2. publish `text` as a persistent message that expires `ttlSeconds` after it entered the queue:
+//      the `expiration` property, a string of WHOLE milliseconds (ttlSeconds may have decimals:
+//      2.5 s is '2500', 2.01 s is '2010'),
+//   3. publish on a confirm channel and wait for the broker's confirm: reject when the message is not
+//      confirmed, because the broker refuses it (a nack) or the connection is lost before the confirm,
+//   4. listen for 'error' on the connection and the channel, and close the connection, also when
+//      something failed (the broker refused the declaration or the message).
 import amqp from 'amqplib';
 import { pathToFileURL } from 'node:url';
 

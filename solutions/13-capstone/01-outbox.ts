@@ -3,10 +3,15 @@
 //
 // Write the triggers in 01-outbox.sql, next to this file. installOutbox(db) runs the
 // tables (capstone/sql/schema.sql, given) and then your SQL. The trigger must:
-//   1. on every INSERT or UPDATE of customers, insert one outbox row in the SAME transaction:
-//      entity 'customer', entity_key = the customer's id, version = its version, payload = the row as JSON,
-//   2. then NOTIFY channel 'outbox' with the outbox id only (a wake-up, never the row),
-//   3. keep the given version trigger: every UPDATE bumps customers.version.
+//   1. on every INSERT or UPDATE of customers, insert one outbox row in the SAME transaction
+//      (a rolled-back change leaves none): entity 'customer', entity_key = the customer's id
+//      as text, version = its version, payload = the whole row as JSON (to_jsonb(NEW)),
+//   2. then NOTIFY channel 'outbox' with the outbox id only (a wake-up, never the row): one
+//      notification per outbox row, delivered when the transaction commits,
+//   3. keep the given version trigger: every UPDATE bumps customers.version, and the event
+//      carries the bumped version,
+//   4. install again without harm: installOutbox() on a database that has it already
+//      succeeds, and a change still makes exactly one event.
 import { readFile } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';

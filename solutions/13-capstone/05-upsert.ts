@@ -4,8 +4,9 @@
 // RabbitMQ delivers at least once: after a crash or a lost answer the same event comes
 // again, and retries reorder events. upsertCustomers(odoo, events) must:
 //   1. return one Outcome per event, in the same order; an event without a string key, an
-//      integer version and an object as data is 'rejected' as malformed,
-//   2. write the batch with one res.partner `load` call (toRow(): the "id" column is the
+//      integer version and an object as data is 'rejected' as malformed, and never sent to Odoo,
+//   2. write the batch with one res.partner `load` call, none when nothing is left to write
+//      (toRow(): the "id" column is the
 //      customer's external id, externalId(key) = 'pg_bridge.customer_<key>'; then name, email,
 //      phone, city, country (by name), notes as comment, ref 'pg:<key>' and VERSION_FIELD; a
 //      missing or null value is empty). Odoo creates the record the first time and updates the
@@ -116,18 +117,18 @@ export async function upsertCustomers(odoo: OdooClient, events: CustomerEvent[])
       break;
     }
     const errors = result.messages.filter((m) => m.type === 'error');
-    const bad = new Set(errors.filter((m) => typeof m.record === 'number').map((m) => m.record!));
-    if (bad.size === 0) {
+    const named = errors.filter((m) => typeof m.record === 'number');
+    if (named.length === 0) {
       // Errors that name no row: nothing tells the good rows from the bad.
       const reason = errors.map((m) => m.message).join('; ') || 'load() wrote nothing and said nothing';
       todo.forEach((i) => (outcomes[i] = { status: 'rejected', reason }));
       break;
     }
-    for (const m of errors) if (typeof m.record === 'number') outcomes[todo[m.record]!] = { status: 'rejected', reason: m.message };
-    todo = todo.filter((_, n) => !bad.has(n));
+    for (const m of named) outcomes[todo[m.record!]!] = { status: 'rejected', reason: m.message };
+    todo = todo.filter((_, n) => !named.some((m) => m.record === n));
   }
   // #endregion
-  return outcomes.map((o) => o ?? { status: 'rejected', reason: 'not processed' });
+  return outcomes as Outcome[]; // every event has its outcome by now
 }
 
 // On its own: ODOO_URL=… ODOO_DB=… ODOO_USER=… ODOO_API_KEY=… npx tsx solutions/13-capstone/05-upsert.ts
