@@ -2,7 +2,8 @@
 // is the text, persistent, through the exchange with the key), and 'returned' for one no
 // binding matched (mandatory: true + the channel's 'return' event). It rejects when the
 // broker refuses the message (a nack) and when the exchange does not exist, without
-// declaring it, and closes its connection every time.
+// declaring it, and closes its connection every time. Its 'return' listener is in place when
+// it publishes, and nothing of one call's answer carries over to the next.
 import type { GetMessage } from 'amqplib';
 import { defineCheck, type CheckContext } from '../../runner/check/context.js';
 import type * as Exercise from '../../exercises/04-producers/02-publish-or-report.js';
@@ -70,11 +71,37 @@ export default defineCheck<typeof Exercise>(async (t) => {
     t.fail({ summary: `The queue "${QUEUE}" now holds ${after} message(s); the unroutable one must not land anywhere.`, expected: '0 messages', saw: `${after}`, fix: `Publish exactly once per call, with the routing key you were given: ${PUBLISH}` });
   }
   t.observe([1, 2, 4], `publishOrReport() answered "returned", and "${QUEUE}" stayed empty`);
+  expectListenerFirst(t, back);
+  t.observe(2, `read amqplib's channel when publishOrReport() published: a 'return' listener was already in place`);
 
-  // 3. The broker refuses the message.
+  // 3. A routable message again: the answer of the previous call must not linger.
+  t.provoke(4, `called publishOrReport(url, "${EXCHANGE}", "${BOUND}", …) again, right after the call whose message came back`);
+  confirmWindows.reset();
+  const again = await t.call(`publishOrReport(url, "${EXCHANGE}", "${BOUND}", …) after a returned message`, () => t.target.publishOrReport(t.url, EXCHANGE, BOUND, `order D-${tag}`), { timeoutMs: 2500 });
+  const third = confirmWindows.report();
+  await expectClosed(t, 'publishOrReport()');
+  const landed = (await t.takeMessages(QUEUE, 3)).length;
+  if (again !== 'routed' && landed === 1) {
+    const stale = again === 'returned' && third.seen && third.returns === 0;
+    t.fail({
+      summary: stale
+        ? `publishOrReport() answered "returned" for a message the queue "${QUEUE}" took, right after a call whose message came back: the answer of the previous call stuck.`
+        : `publishOrReport() answered ${JSON.stringify(again)} for a message the queue "${QUEUE}" took, right after a call whose message came back.`,
+      expected: '"routed": nothing came back this time',
+      saw: `${JSON.stringify(again)}; the message is in "${QUEUE}"${third.seen ? `, and the broker sent ${third.returns === 0 ? 'nothing' : `${third.returns} message(s)`} back during this call` : ''}`,
+      why: stale
+        ? 'A flag kept outside the function (a variable at module level, a field of a shared object) is still true from the last returned message: every later call reports "returned", and messages that are safely in a queue are logged as lost, or sent again.'
+        : 'Each call answers for its own message only.',
+      fix: "Make the flag inside the function, for this call: let returned = false; channel.on('return', () => { returned = true; }); …",
+      link: t.ui('queues', QUEUE),
+    });
+  }
+  t.observe(4, `publishOrReport() answered ${JSON.stringify(again)} for the next routable message`);
+
+  // 4. The broker refuses the message.
   await checkRefused(t, tag);
 
-  // 4. The exchange does not exist.
+  // 5. The exchange does not exist.
   await expectMissingExchangeHandled(t, {
     declareLine: 5,
     closeLine: 6,
@@ -164,6 +191,22 @@ function explainMissedReturn(t: Ctx, answer: unknown, back: ConfirmReport): void
       fix: "let returned = false; channel.on('return', () => { returned = true; }); publish; await channel.waitForConfirms(); return returned ? 'returned' : 'routed';",
     });
   }
+}
+
+/**
+ * Line 2: when the code published, its channel already had a 'return' listener. Added right
+ * after publish() (before any await) it still catches the return, by luck of timing; anything
+ * awaited in between, and the return is gone without a trace.
+ */
+function expectListenerFirst(t: Ctx, back: ConfirmReport): void {
+  if (!back.seen || back.sentUnheard === 0) return;
+  t.fail({
+    summary: `publishOrReport() published before it listened for the channel's 'return' event: it added its listener after channel.publish().`,
+    expected: `channel.on('return', …) registered before channel.publish(…)`,
+    saw: `no 'return' listener on the channel when the message was published; one was added afterwards`,
+    why: "It works here only because the return needs a round trip to the broker, and your next line runs before it. An event reaches only the listeners registered when it is emitted, and is never replayed: put anything that waits between the publish and the listener (a log write, a lookup, a second message) and the return is lost, the answer silently \"routed\".",
+    fix: "Register the listener first, then publish: channel.on('return', () => { returned = true; }); channel.publish(…); await channel.waitForConfirms();",
+  });
 }
 
 /** Line 3: on a confirm channel, and confirmed before the function resolved. */

@@ -140,13 +140,37 @@ export default defineCheck<typeof Exercise>(async (t) =>
       });
     }
 
+    // ---- line 1: prefetch, read from the queue while Odoo is slow ----
+    await odoo.setFaults({ slowMs: 200 });
+    const flood = Array.from({ length: PREFETCH + 10 }, (_, i) => event(String(100 + i), 1));
+    await send(flood);
+    t.provoke(1, `made Odoo slow (200 ms per call) and published ${flood.length} events at once: with prefetch ${PREFETCH}, the broker delivers ${PREFETCH} and keeps the rest`);
+    await t.waitFor(async () => (await count(QUEUE)) <= flood.length - PREFETCH, 1000, 10);
+    await new Promise((r) => setTimeout(r, 50)); // more deliveries would come just as fast
+    const held = flood.length - (await count(QUEUE));
+    await odoo.setFaults({ slowMs: 0 });
+    t.observe(1, `"${QUEUE}" kept ${flood.length - held} of ${flood.length} ready: the receiver holds ${held} unacked`);
+    if (held !== PREFETCH) {
+      t.fail({
+        summary: `With prefetch ${PREFETCH}, the receiver held ${held} unacked messages.`,
+        expected: `${PREFETCH} delivered, ${flood.length - PREFETCH} left ready in "${QUEUE}" while the first batch is at Odoo`,
+        saw: `${held} delivered, ${flood.length - held} ready`,
+        why: 'Prefetch bounds how many unacked messages the broker hands the receiver (its batches come from those). Without it, a backlog of a million events lands in the receiver\'s memory at once.',
+        fix: 'await channel.prefetch(prefetch) before channel.consume(…).',
+        link: t.ui('queues', QUEUE),
+      });
+    }
+
+    if (!(await arrived(flood.map((e) => e.key), 4000))) t.fail({ summary: `After Odoo was fast again, the ${flood.length} events did not all reach it within 4 s.${reported(log.lines)}` });
+
     // ---- line 2: poison, not JSON, a duplicate ----
     const poison = event('10', 1, { name: null });
     await send([poison, 'this is not JSON', good[0]!]);
     t.provoke(2, 'published an event Odoo will refuse (customer 10 has no name), a message that is not JSON, and customer 1 v1 again (stale)');
     await t.waitFor(async () => (await count(DLQ)) >= 2, 3000, 25);
     const dead = await take(DLQ);
-    const poisonDead = dead.find((m) => m.properties.messageId === poison.eventId);
+    const copyOf = (e: CustomerEvent) => (m: GetMessage) => m.content.toString() === JSON.stringify(e);
+    const poisonDead = dead.find(copyOf(poison));
     const textDead = dead.find((m) => m.content.toString() === 'this is not JSON');
     t.observe(2, `took ${dead.length} message(s) from "${DLQ}", reasons ${dead.map((m) => JSON.stringify(header(m, 'x-bridge-reason'))).join(', ')}`);
     if (!poisonDead || !textDead) {
@@ -186,7 +210,7 @@ export default defineCheck<typeof Exercise>(async (t) =>
     await accept(DLQ);
     t.log(`let "${DLQ}" accept messages again`);
     await t.waitFor(async () => (await count(DLQ)) > deadProbes, 3000, 25);
-    const dead2 = (await take(DLQ)).filter((m) => m.properties.messageId === poison2.eventId);
+    const dead2 = (await take(DLQ)).filter(copyOf(poison2));
     t.observe(5, `"${DLQ}" holds ${dead2.length} copy(ies) of customer 11 once it accepts again`);
     if (dead2.length !== 1) {
       t.fail({
@@ -218,9 +242,9 @@ export default defineCheck<typeof Exercise>(async (t) =>
     t.log(`let "${RETRY_2}" accept messages again`);
     await t.waitFor(async () => (await count(RETRY_2)) - probes >= 2, 2500, 25);
     const mainReady = await count(QUEUE);
-    const later = (await take(RETRY_2)).filter((m) => m.properties.messageId !== PROBE);
-    const gaveUp = (await take(DLQ)).find((m) => m.properties.messageId === spent.eventId);
-    t.observe([3, 5], `"${RETRY_1}": ${await count(RETRY_1)}; "${RETRY_2}": ${inSecond} while refusing, then ${later.map((m) => `${m.properties.messageId?.slice(-2)} attempt ${JSON.stringify(header(m, 'x-bridge-attempt'))}`).join(', ') || 'nothing'}; "${DLQ}": ${gaveUp ? `customer 23, ${JSON.stringify(header(gaveUp, 'x-bridge-reason'))}` : 'nothing'}; "${QUEUE}": ${mainReady} ready`);
+    const later = (await take(RETRY_2)).filter((m) => m.content.toString() !== 'probe');
+    const gaveUp = (await take(DLQ)).find(copyOf(spent));
+    t.observe([3, 5], `"${RETRY_1}": ${await count(RETRY_1)}; "${RETRY_2}": ${inSecond} while refusing, then ${later.map((m) => `customer ${String(JSON.parse(m.content.toString()).key)} attempt ${JSON.stringify(header(m, 'x-bridge-attempt'))}`).join(', ') || 'nothing'}; "${DLQ}": ${gaveUp ? `customer 23, ${JSON.stringify(header(gaveUp, 'x-bridge-reason'))}` : 'nothing'}; "${QUEUE}": ${mainReady} ready`);
     if (!parkedOk || later.length !== 2) {
       t.fail({
         summary: `While Odoo was down, the events did not go to the delay queue of their attempt (${RETRY_1}: ${parkedOk ? 1 : 0} of 1, ${RETRY_2}: ${later.length} of 2).${reported(log.lines)}`,
@@ -250,8 +274,8 @@ export default defineCheck<typeof Exercise>(async (t) =>
       });
     }
     for (const m of later) {
-      const sent = [second, third].find((e) => e.eventId === m.properties.messageId)!;
-      expectCopy(m, { body: JSON.stringify(sent), messageId: sent.eventId, contentType: 'application/json', type: 'customer.changed' }, RETRY_2);
+      const sent = [second, third].find((e) => copyOf(e)(m));
+      if (sent) expectCopy(m, { body: JSON.stringify(sent), messageId: sent.eventId, contentType: 'application/json', type: 'customer.changed' }, RETRY_2);
     }
     const spentReason = String(header(gaveUp, 'x-bridge-reason') ?? '');
     if (!gaveUp || !/3/.test(spentReason) || !/attempt/i.test(spentReason)) {
@@ -298,28 +322,6 @@ export default defineCheck<typeof Exercise>(async (t) =>
         fix: "If upsertCustomers() throws an OdooError of kind 'reject': dead-letter every message of the batch with err.message.",
       });
     }
-    // ---- line 1: prefetch, read from the queue while Odoo is slow ----
-    await odoo.setFaults({ slowMs: 200 });
-    const flood = Array.from({ length: PREFETCH + 10 }, (_, i) => event(String(100 + i), 1));
-    await send(flood);
-    t.provoke(1, `made Odoo slow (200 ms per call) and published ${flood.length} events at once: with prefetch ${PREFETCH}, the broker delivers ${PREFETCH} and keeps the rest`);
-    await t.waitFor(async () => (await count(QUEUE)) <= flood.length - PREFETCH, 1000, 10);
-    await new Promise((r) => setTimeout(r, 50)); // more deliveries would come just as fast
-    const held = flood.length - (await count(QUEUE));
-    await odoo.setFaults({ slowMs: 0 });
-    t.observe(1, `"${QUEUE}" kept ${flood.length - held} of ${flood.length} ready: the receiver holds ${held} unacked`);
-    if (held !== PREFETCH) {
-      t.fail({
-        summary: `With prefetch ${PREFETCH}, the receiver held ${held} unacked messages.`,
-        expected: `${PREFETCH} delivered, ${flood.length - PREFETCH} left ready in "${QUEUE}" while the first batch is at Odoo`,
-        saw: `${held} delivered, ${flood.length - held} ready`,
-        why: 'Prefetch bounds how many unacked messages the broker hands the receiver (its batches come from those). Without it, a backlog of a million events lands in the receiver\'s memory at once.',
-        fix: 'await channel.prefetch(prefetch) before channel.consume(…).',
-        link: t.ui('queues', QUEUE),
-      });
-    }
-
-    if (!(await arrived(flood.map((e) => e.key), 4000))) t.fail({ summary: `After Odoo was fast again, the ${flood.length} events did not all reach it within 4 s.${reported(log.lines)}` });
     const backAgain = await arrived([parked.key, odd.key], 3000);
     t.observe(3, `customers 20 and 24 ${backAgain ? 'reached' : 'did NOT reach'} Odoo after their delay`);
     if (!backAgain) {
