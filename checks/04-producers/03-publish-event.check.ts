@@ -3,14 +3,27 @@
 // result), a timestamp in seconds, type, appId, a numeric schema-version header, persistent,
 // through the exchange with the event's type as key. It waits for the confirm, rejects when
 // the broker refuses the event (a nack) and when the exchange does not exist, without
-// declaring it, and closes its connection every time.
+// declaring it, and closes its connection every time. Its module is loaded with the clock
+// 3 hours back (as if the service had been running that long): a timestamp taken at load
+// time, instead of when publishing, shows.
 import { isDeepStrictEqual } from 'node:util';
 import type { GetMessage } from 'amqplib';
 import { defineCheck } from '../../runner/check/context.js';
 import type * as Exercise from '../../exercises/04-producers/03-publish-event.js';
 import { confirmWindows, expectClosed, expectClosedAfter, expectMissingExchangeHandled, refuseNewMessages, settle, type ConfirmReport } from './support.js';
 
+// The worker imports this check, then the code under check: until the check starts, the
+// clock reads 3 hours earlier (Date.now() and new Date(); nothing else is changed).
+const RealDate = Date;
+const LOADED_EARLIER_MS = 3 * 3600 * 1000;
+globalThis.Date = new Proxy(RealDate, {
+  construct: (target, args, newTarget) => Reflect.construct(target, args.length === 0 ? [RealDate.now() - LOADED_EARLIER_MS] : args, newTarget),
+  get: (target, prop, receiver) => (prop === 'now' ? () => RealDate.now() - LOADED_EARLIER_MS : Reflect.get(target, prop, receiver)),
+});
+
 export default defineCheck<typeof Exercise>(async (t) => {
+  // Only while the module under check loaded.
+  globalThis.Date = RealDate;
   const exchange = 'events';
   const queue = 'audit';
   const ch = await t.channel();
@@ -26,6 +39,7 @@ export default defineCheck<typeof Exercise>(async (t) => {
     { type: 'order.shipped', schemaVersion: 2, data: { orderId: 'A-1042', warehouse: 'Zürich', carrier: 'Post CH' } },
   ];
   const ids: string[] = [];
+  t.log('loaded your module with the clock set 3 hours back, as if your service had started 3 hours before it publishes (contract line 4)');
   t.provoke([1, 2, 3, 4, 5, 6, 7, 9], `called publishEvent() for ${events.length} events whose data holds names that are not ASCII`);
   for (const event of events) {
     const before = Date.now() / 1000;
@@ -188,18 +202,24 @@ export default defineCheck<typeof Exercise>(async (t) => {
     if (!Number.isFinite(ts) || ts < Math.floor(before) - 1 || ts > Math.ceil(after) + 1) {
       const nowSeconds = (before + after) / 2;
       const inMs = Number.isFinite(ts) && Math.abs(ts / 1000 - nowSeconds) < 600;
+      // Within a minute of the clock the module was loaded with (3 hours back): taken at load time.
+      const atLoad = Number.isFinite(ts) && Math.abs(ts - (nowSeconds - LOADED_EARLIER_MS / 1000)) < 60;
       t.fail({
         summary: inMs
           ? `The timestamp of the "${event.type}" message is in milliseconds (${ts}); AMQP timestamps are seconds.`
-          : `The timestamp of the "${event.type}" message is not the time of publishing (${JSON.stringify(p.timestamp)}).`,
+          : atLoad
+            ? `The timestamp of the "${event.type}" message is the time your module was loaded, 3 hours before it was published (${ts}).`
+            : `The timestamp of the "${event.type}" message is not the time of publishing (${JSON.stringify(p.timestamp)}).`,
         expected: `${Math.floor(before)} to ${Math.ceil(after)} (seconds since 1970, when publishEvent() ran)`,
-        saw: String(p.timestamp),
+        saw: atLoad ? `${ts}: the clock when your module was loaded (the checker loaded it with its clock 3 hours back)` : String(p.timestamp),
         why: inMs
           ? `Every other client (Java, Python, the management UI) reads it as seconds: ${ts} seconds is in the year ${Math.floor(1970 + ts / 31_557_600).toLocaleString('en-US')}.`
-          : Number.isFinite(ts)
-            ? `That is ${Math.round(ts - nowSeconds).toLocaleString('en-US')} s away from the moment it was published. Consumers use the timestamp to see how old an event is.`
-            : 'Consumers use the timestamp to see how old an event is.',
-        fix: 'timestamp: Math.floor(Date.now() / 1000)',
+          : atLoad
+            ? 'A value computed at the top of the file (a constant, a default options object) is computed once, when the service starts, and never again: in a service that runs for days, every event says it was published at start-up. Consumers use the timestamp to see how old an event is.'
+            : Number.isFinite(ts)
+              ? `That is ${Math.round(ts - nowSeconds).toLocaleString('en-US')} s away from the moment it was published. Consumers use the timestamp to see how old an event is.`
+              : 'Consumers use the timestamp to see how old an event is.',
+        fix: atLoad ? 'Read the clock inside publishEvent(), for every message: timestamp: Math.floor(Date.now() / 1000)' : 'timestamp: Math.floor(Date.now() / 1000)',
       });
     }
     if (p.type !== event.type || p.appId !== 'order-service') {

@@ -74,7 +74,8 @@ function strykerOptions(exercises: Exercise[], concurrency: number): PartialStry
     concurrency,
     // A line every few seconds: how many mutants are done, killed and survived so far.
     reporters: ['progress-append-only'],
-    tempDirName: '.stryker-tmp',
+    // One folder per run: Stryker removes its temp folder when it ends, and runs may overlap.
+    tempDirName: path.join('.stryker-tmp', String(process.pid)),
     cleanTempDir: true,
     // The broker's data, progress and compiled trees stay out of the sandbox copy.
     ignorePatterns: ['.workbook', 'bench', 'BENCHMARKS.md', 'tests', 'checks/*/wrong', 'checks/*/ok'],
