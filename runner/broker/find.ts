@@ -8,8 +8,8 @@
 //   5. otherwise NoBrokerError, listing the ways to get one.
 // Whichever it finds, it proves usable (runner/broker/probe.ts) before anything is created
 // on it; a broker that fails a probe ends in UnusableBrokerError, with the cause and the fix.
+import pc from 'picocolors';
 import path from 'node:path';
-import ora from 'ora';
 import { isListening } from './ports.js';
 import { answeringPrivateNode, locateServer, nodeNameFor, privateNodeLog, privateNodeRuns, readNodeState, startPrivateNode } from './private-node.js';
 import { ManagementClient } from './management.js';
@@ -86,17 +86,21 @@ export async function locateBroker(opts: FindOptions = {}): Promise<ProbeTarget 
 
   if (opts.start === false) return undefined;
 
-  // Frames only on a terminal: in a pipe or a file they would pile up on one line.
+  // Frames only on a terminal: in a pipe or a file they would pile up on one line. Loaded here:
+  // ora costs 50-100 ms of start-up, and only a broker start needs it.
+  const { default: ora } = await import('ora');
   const spinner = ora({ isEnabled: (opts.spinner ?? true) && process.stderr.isTTY === true, stream: process.stderr });
+  // ora's own symbols are coloured whatever the stream is; these follow picocolors (no codes in files).
+  const done = (symbol: string, text: string) => spinner.stopAndPersist({ symbol, text });
   if (forced !== 'private' && !ownNodeRuns && (await dockerDaemonAnswers())) {
     spinner.start('Starting RabbitMQ in Docker (rabbitmq:4-management)…');
     const started = Date.now();
     try {
       const broker = await startDockerBroker();
-      spinner.succeed(`RabbitMQ ${broker.version} is up in Docker (${secs(Date.now() - started)})`);
+      done(pc.green('✔'), `RabbitMQ ${broker.version} is up in Docker (${secs(Date.now() - started)})`);
       return broker;
     } catch (err) {
-      spinner.warn(`Docker answered but the container did not start: ${(err as Error).message.split('\n')[0]}`);
+      done(pc.yellow('⚠'), `Docker answered but the container did not start: ${(err as Error).message.split('\n')[0]}`);
     }
   }
 
@@ -104,10 +108,10 @@ export async function locateBroker(opts: FindOptions = {}): Promise<ProbeTarget 
     spinner.start(ownNodeRuns ? "This workbook's node is starting or restarting; waiting for it…" : 'Starting a private RabbitMQ node from your local rabbitmq-server…');
     try {
       const broker = await startPrivateNode({ onWait: (ms, activity) => (spinner.text = `${activity}… ${secs(ms)}`) });
-      spinner.succeed(`RabbitMQ ${broker.version} is up: ${broker.amqpUrl.replace(/\/\/[^@]*@/, '//')} (management UI ${broker.managementUrl})`);
+      done(pc.green('✔'), `RabbitMQ ${broker.version} is up: ${broker.amqpUrl.replace(/\/\/[^@]*@/, '//')} (management UI ${broker.managementUrl})`);
       return broker;
     } catch (err) {
-      spinner.fail('The private RabbitMQ node did not start.');
+      done(pc.red('✖'), 'The private RabbitMQ node did not start.');
       throw new NoBrokerError(
         `${(err as Error).message}\n\nIts log: ${privateNodeLog}. Other ways to get a broker: docker compose up -d, or set RABBITMQ_URL (npm run doctor checks it).`,
       );

@@ -18,7 +18,6 @@ import { keptVhosts } from './kept.js';
 import { OutputTail } from './output-tail.js';
 import { mapCompiledPaths } from './source-map.js';
 import { buildFile, CompileError, IS_COMPILED, syncBuild } from '../build.mjs';
-import { materialise, PatchError } from '../variants.js';
 
 // Workers run the compiled tree (runner/build.mjs), without tsx.
 const WORKER_MAIN = path.join(ROOT, 'runner', 'check', 'worker-main.ts');
@@ -39,18 +38,20 @@ function workerMain(): string {
  * A compile error in the code under check is returned as a failed verdict's finding; a
  * variant whose patch no longer applies, as an error (the workbook is broken, not the code).
  */
-function prepare(job: CheckJob): { checkPath: string; targetPath: string } | { status: 'failed' | 'error'; error: Finding } {
+async function prepare(job: CheckJob): Promise<{ checkPath: string; targetPath: string } | { status: 'failed' | 'error'; error: Finding }> {
   workerMain();
+  // Variants are patches (tests give plain files instead). Their module (and the diff library) is
+  // loaded only for them: a learner's check does not wait for it.
+  const patch = (job.target === 'wrong' || job.target === 'ok') && job.targetPath.endsWith('.patch');
+  const variants = patch ? await import('../variants.js') : undefined;
   try {
     // The learner's siblings too (e.g. an .sql file the exercise reads).
     for (const file of job.target === 'exercise' ? job.exercise.starterFiles : []) buildFile(file);
     const checkPath = buildFile(job.exercise.checkPath);
-    // Variants are patches (tests give plain files instead).
-    const patch = (job.target === 'wrong' || job.target === 'ok') && job.targetPath.endsWith('.patch');
-    const targetPath = patch ? materialise(job.exercise, { kind: job.target as VariantKind, name: job.variant!, path: job.targetPath }) : buildFile(job.targetPath);
+    const targetPath = variants ? variants.materialise(job.exercise, { kind: job.target as VariantKind, name: job.variant!, path: job.targetPath }) : buildFile(job.targetPath);
     return { checkPath, targetPath };
   } catch (err) {
-    if (err instanceof PatchError) return { status: 'error', error: { summary: err.message } };
+    if (variants && err instanceof variants.PatchError) return { status: 'error', error: { summary: err.message } };
     if (!(err instanceof CompileError)) throw err;
     return {
       status: 'failed',
@@ -234,7 +235,7 @@ async function checkInSandbox(job: CheckJob, broker: BrokerInfo, opts: RunOption
     return { ...base, status: 'error', finding: { summary: `Could not create a sandbox vhost: ${(err as Error).message}` }, steps: [], notes: [], durationMs: Date.now() - started };
   }
 
-  const compiled = prepare(job);
+  const compiled = await prepare(job);
   const result =
     'error' in compiled
       ? { status: compiled.status, finding: compiled.error, steps: [], notes: [] }
