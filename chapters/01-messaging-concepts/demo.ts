@@ -44,7 +44,7 @@ export async function demo(url: string, say: (line: string) => void): Promise<vo
     // #endregion
     say('published 3 messages to the exchange "shop": 2 with routing key "order.placed", 1 with "order.cancelled"');
 
-    const { messageCount } = await setup.checkQueue('order-emails'); // exact, straight from the queue
+    const { messageCount } = await setup.checkQueue('order-emails'); // exact, straight from the queue (ready messages; nobody consumes here)
     say(`the broker confirmed all 3, and "order-emails" holds ${messageCount}:`);
     say('the "order.cancelled" message matched no binding, so the exchange dropped it as unroutable');
     say('(a confirm means "the broker took care of it", not "a queue got it")');

@@ -55,8 +55,9 @@ async function publishAsynchronously(channel: ConfirmChannel, count: number): Pr
   let wake: (() => void) | undefined;
   const waitForAConfirm = () => new Promise<void>((resolve) => (wake = resolve));
 
-  // amqplib calls this once per message, in publishing order, even when the broker
-  // confirms many at once (multiple: true) or out of order.
+  // amqplib calls this exactly once per message: for an answer with multiple: true, once
+  // for each message it covers, in publishing order; for an answer to a single message,
+  // at once, even when earlier messages are still waiting. Count; never assume an order.
   const onConfirm = (err: unknown) => {
     outstanding--;
     if (err && !failure) failure = err instanceof Error ? err : new Error(String(err));

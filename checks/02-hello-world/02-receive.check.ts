@@ -122,7 +122,7 @@ export default defineCheck<typeof Exercise>(async (t) => {
         expected: 'each message acked once (handle() resolved) or nacked once (it rejected), never both',
         saw: twice.message,
         why: 'Acking a message before handle() runs, then nacking it when handle() fails, settles it twice; so does acking twice. The broker answers by closing the channel, and every message in its hands goes back to the queue. Acking early also means a crash in the middle loses the message.',
-        fix: 'handle(text).then(() => channel.ack(msg), () => channel.nack(msg)), and no other ack.',
+        fix: 'handle(text).then(() => channel.ack(msg), () => channel.reject(msg, true)), and no other ack.',
       });
     }
     const rejectionUnhandled = crashes.find((c) => messageOf(c.error).includes(FAILED_ON_PURPOSE));
@@ -132,7 +132,7 @@ export default defineCheck<typeof Exercise>(async (t) => {
         expected: 'the message nacked, and handed to handle() again',
         saw: `unhandled rejection: ${messageOf(rejectionUnhandled.error)}`,
         why: 'A handler can fail. A .then() without a second function (or a .catch()) leaves the rejection unhandled, and Node ends the process.',
-        fix: 'handle(text).then(() => channel.ack(msg), () => channel.nack(msg))',
+        fix: 'handle(text).then(() => channel.ack(msg), () => channel.reject(msg, true))',
       });
     }
     // Then the hang-… ones: with prefetch 10, once "quick" is acked, ten are in your hands and one waits in the queue.
@@ -172,21 +172,21 @@ export default defineCheck<typeof Exercise>(async (t) => {
     const failedBack = ['fail-once', 'fail-twice'].filter((x) => back.includes(x));
     if (failedBack.length) {
       t.fail({
-        summary: `handle() rejected, and the message was neither acked nor nacked: ${failedBack.map((x) => `"${x}"`).join(' and ')} stayed in your consumer's hands until the connection was lost.`,
-        expected: 'each failure nacked, and the message delivered again: handle("fail-once") twice, handle("fail-twice") three times',
+        summary: `handle() rejected, and the message was neither acked nor rejected: ${failedBack.map((x) => `"${x}"`).join(' and ')} stayed in your consumer's hands until the connection was lost.`,
+        expected: 'each failure rejected with requeue, and the message delivered again: handle("fail-once") twice, handle("fail-twice") three times',
         saw: `handle("fail-once") ${tries('fail-once')} time(s), handle("fail-twice") ${tries('fail-twice')} time(s), then ${failedBack.join(', ')} back in the queue only after the cut`,
         why: 'A message nobody acks or nacks holds a prefetch slot, and is never retried while the consumer lives.',
-        fix: 'channel.nack(msg) when handle() rejects: requeue is true by default, so the broker delivers it again.',
+        fix: 'channel.reject(msg, true) when handle() rejects: the broker delivers it again (and on RabbitMQ 4.x a reject counts towards the queue\'s delivery limit).',
         link: t.ui('queues', queue),
       });
     }
     if (!settled()) {
       t.fail({
         summary: `handle() rejected, and the message was dropped: handle("fail-once") was called ${tries('fail-once')} time(s), handle("fail-twice") ${tries('fail-twice')} time(s).`,
-        expected: 'handle("fail-once") twice and handle("fail-twice") three times: each failure nacked, and the message delivered again',
+        expected: 'handle("fail-once") twice and handle("fail-twice") three times: each failure rejected with requeue, and the message delivered again',
         saw: 'the failed messages gone from the queue',
         why: 'nack(msg, false, false) and reject(msg, false) tell the broker to throw the message away (or dead-letter it). The work it stood for is lost.',
-        fix: 'channel.nack(msg) when handle() rejects: requeue is true by default, so the broker delivers it again.',
+        fix: 'channel.reject(msg, true) when handle() rejects: the broker delivers it again (and on RabbitMQ 4.x a reject counts towards the queue\'s delivery limit).',
         link: t.ui('queues', queue),
       });
     }
@@ -201,7 +201,7 @@ export default defineCheck<typeof Exercise>(async (t) => {
         saw: `${held} in your hands, ${ready} waiting in the queue`,
         why:
           held > 10
-            ? 'Without a prefetch limit the broker pushes the whole queue into your process: memory grows with the queue, and other consumers get nothing.'
+            ? 'Without a prefetch limit the broker pushes as much as it can into your process (a classic queue: everything; a quorum queue: up to 2,000 messages): memory grows with the backlog, and other consumers get nothing.'
             : 'With a smaller prefetch, one slow message holds up the others: fewer messages are worked on at once.',
         fix: 'await channel.prefetch(10) before channel.consume().',
         link: t.ui('queues', queue),

@@ -238,7 +238,7 @@ function judgeRefusal(t: Ctx, queue: string, second: string[], kept: number, out
     const blamesAll = claimed === second.length;
     // Rejected with answers still on their way: it did not wait for them all.
     const tooEarly = claimed !== undefined && claimed < refused && answers.seen && answers.unconfirmed > 0;
-    const countsKept = claimed !== undefined && claimed === kept && kept !== refused;
+    const countsKept = !tooEarly && claimed !== undefined && claimed === kept && kept !== refused;
     t.fail({
       summary: blamesAll
         ? `publishAll() says the broker refused all ${second.length} messages, but the broker kept ${kept} of them and refused ${refused}.`

@@ -1,7 +1,8 @@
 // Check 4.4: publishMany() gets 5,000 messages of 4 KB into a durable quorum queue exactly
-// once each, in order, byte for byte and persistent, and never lets more than a few MB wait
-// in amqplib's write buffer: it pauses on 'drain' when publish() returns false, instead of
-// ignoring it or publishing the message again. It rejects when the broker refuses messages
+// once each, in order, byte for byte (bodies that are not text) and persistent, and never
+// lets more than a few MB wait in amqplib's write buffer: it pauses on 'drain' when publish()
+// returns false, instead of ignoring it, yielding for a moment, or publishing the message
+// again; no message is published between a false and the 'drain' that follows it. It rejects when the broker refuses messages
 // (a nack) and when the broker refuses the queue's declaration (406), and closes its
 // connection every time.
 import { defineCheck, type CheckContext } from '../../runner/check/context.js';
@@ -15,14 +16,20 @@ const COUNT = 5_000; // 20 MB in all: far above LIMIT if the code ignores false,
 const SIZE = 4096;
 /** A publisher that waits for 'drain' peaks at about 4 MB with these messages (1,024 frames of each kind). */
 const LIMIT = 8 * 1024 * 1024;
+/** How long the checker holds the connection's outgoing data when the buffer first fills. */
+const STALL_MS = 100;
 
 const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 const n = (x: number) => x.toLocaleString('en-US');
 
-/** Message i: its number, then spaces, 4 KB in all. */
+/** Bytes that are no text in any encoding (not valid UTF-8): a string round trip changes them. */
+const BINARY_TAIL = Buffer.from([0x00, 0xff, 0xfe, 0x80, 0xc3, 0x28, 0x9f]);
+
+/** Message i: its number, then spaces, then bytes that are not text, 4 KB in all. */
 function bodyOf(i: number): Buffer {
   const body = Buffer.alloc(SIZE, ' ');
   body.write(`#${i};`);
+  BINARY_TAIL.copy(body, SIZE - BINARY_TAIL.length);
   return body;
 }
 
@@ -41,11 +48,15 @@ export default defineCheck<typeof Exercise>(async (t) => {
     return bodyOf(i);
   };
 
-  t.provoke([1, 2, 3, 4], `called publishMany(url, "${queue}", ${n(COUNT)}, makeBody) with bodies of 4 KB: ${mb(COUNT * SIZE)}, far more than amqplib's write buffer holds`);
+  t.provoke([1, 2, 3, 4], `called publishMany(url, "${queue}", ${n(COUNT)}, makeBody) with bodies of 4 KB that end in bytes that are not text: ${mb(COUNT * SIZE)}, far more than amqplib's write buffer holds`);
+  t.provoke(3, `held the connection's outgoing data for ${STALL_MS} ms the first time amqplib's buffer filled, as a slow network or a broker that blocks publishers does: no 'drain' meanwhile`);
   publishBuffers.reset();
   confirmWindows.reset();
+  publishBuffers.stallWhenFull(STALL_MS);
   const started = Date.now();
-  await t.call(`publishMany(url, "${queue}", ${n(COUNT)}, makeBody) with 4 KB bodies`, () => t.target.publishMany(t.url, queue, COUNT, makeBody), { timeoutMs: 12_000 });
+  await t
+    .call(`publishMany(url, "${queue}", ${n(COUNT)}, makeBody) with 4 KB bodies`, () => t.target.publishMany(t.url, queue, COUNT, makeBody), { timeoutMs: 12_000 })
+    .finally(() => publishBuffers.stallWhenFull(0));
   const ms = Date.now() - started;
   const peak = publishBuffers.maxBytes;
   const window = confirmWindows.report();
@@ -75,11 +86,21 @@ export default defineCheck<typeof Exercise>(async (t) => {
         summary: `publishMany() kept publishing while amqplib's buffer was full: up to ${mb(peak)} waited in memory (a publisher that waits for 'drain' stays near 4 MB).`,
         expected: `at most ${mb(LIMIT)} waiting in the write buffer`,
         saw: `${mb(peak)} at the peak (${n(COUNT)} messages of 4 KB is ${mb(COUNT * SIZE)})`,
-        why: "publish() returns false when the channel's buffer is full. Ignoring it, a producer outruns the network and the broker, and the backlog grows in your process's memory until it crashes. The broker may also be slowing you down on purpose (a memory or disk alarm).",
+        why: "publish() returns false when the channel's buffer is full. Ignoring it, or pausing on your own (setImmediate, a timer) instead of waiting for 'drain', a producer outruns the network and the broker, and the backlog grows in your process's memory until it crashes. The broker may also be slowing you down on purpose (a memory or disk alarm).",
         fix: "const hasRoom = channel.sendToQueue(...); if (!hasRoom) await once(channel, 'drain');",
       });
     }
-    t.observe(3, `read amqplib's write buffer while publishMany() ran: at most ${mb(peak)} waited at once`);
+    if (window.seen && window.sentWhileFull > 0) {
+      const first = window.firstWhileFull ?? 0;
+      t.fail({
+        summary: `publishMany() published ${n(window.sentWhileFull)} messages while amqplib's buffer was full, the first of them #${n(first)}: it went on after publish() returned false, before the channel emitted 'drain'.`,
+        expected: "after sendToQueue() returns false, nothing more is published until the channel emits 'drain'",
+        saw: `${n(window.sentWhileFull)} of ${n(window.sent)} messages published while the buffer was full; at most ${mb(peak)} waited in it`,
+        why: "false means: the buffer is full, stop until there is room. A pause of your own (setImmediate, a timer, a window of unconfirmed messages) lets the loop go on whether or not anything left: when the network is slow, or the broker blocks publishers (a memory or disk alarm), the buffer keeps growing. Only 'drain' says there is room again.",
+        fix: "const hasRoom = channel.sendToQueue(...); if (!hasRoom) await once(channel, 'drain');",
+      });
+    }
+    t.observe(3, `read amqplib's write buffer while publishMany() ran: at most ${mb(peak)} waited at once, and nothing was published between a false and the next 'drain'`);
   }
 
   await checkRefused(t, queue, makeBody);

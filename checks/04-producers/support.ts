@@ -51,11 +51,14 @@ interface ChannelInternals {
 }
 interface ConnectionInternals {
   channels: ({ buffer?: Stream } | null)[];
+  /** Copies the channels' buffers to the socket (lib/mux.js); _readIncoming does the copying. */
+  muxer?: { _readIncoming?: () => void };
 }
 
 /** One channel the code under check opened. */
 interface Watched {
   channel: ChannelInternals;
+  connection: ConnectionInternals;
   confirm: boolean;
   /** Messages published on it (confirm channels only). */
   published: number;
@@ -92,6 +95,9 @@ let confirmsAvailable = false;
 let maxBytes = 0;
 let watched: Watched[] = [];
 let pacing = false;
+/** Milliseconds to hold a connection's outgoing data the first time one of its channels' buffers fills (0: never). */
+let stallMs = 0;
+const stalled = new WeakSet<object>();
 /** Milliseconds between two answers handed over one at a time. */
 const PACE_MS = 3;
 const byChannel = new WeakMap<object, Watched>();
@@ -102,12 +108,17 @@ function install(): void {
   const lib = path.join(path.dirname(require.resolve('amqplib')), 'lib');
   const { Connection } = require(path.join(lib, 'connection.js')) as { Connection?: { prototype: Record<string, unknown> } };
   const { BaseChannel } = require(path.join(lib, 'channel.js')) as { BaseChannel?: { prototype: Record<string, unknown> } };
-  const defs = require(path.join(lib, 'defs.js')) as { BasicAck?: number; BasicNack?: number };
+  let defs: { BasicAck?: number; BasicNack?: number } = {};
+  try {
+    defs = require(path.join(lib, 'defs.js')) as typeof defs;
+  } catch {
+    // Answers are then never paced.
+  }
   const fresh = Connection?.prototype.freshChannel;
   if (typeof fresh !== 'function') return;
   Connection!.prototype.freshChannel = function (this: ConnectionInternals, channel: ChannelInternals, ...args: unknown[]) {
     const id = (fresh as (...a: unknown[]) => number).call(this, channel, ...args);
-    watchChannel(channel);
+    watchChannel(channel, this);
     watchBuffer(this.channels[id]?.buffer);
     return id;
   };
@@ -124,6 +135,8 @@ function install(): void {
     }
     return result;
   };
+  confirmsAvailable = true;
+  // Without these two, what they watch stays at zero: unchecked, never a failure.
   const send = BaseChannel!.prototype.sendMessage;
   const accept = BaseChannel!.prototype.accept;
   if (typeof send !== 'function' || typeof accept !== 'function' || typeof defs.BasicAck !== 'number' || typeof defs.BasicNack !== 'number') return;
@@ -139,7 +152,10 @@ function install(): void {
       w.sent++;
     }
     const result = (send as (...a: unknown[]) => unknown).apply(this, args);
-    if (w && result === false) w.full = true;
+    if (w && result === false) {
+      w.full = true;
+      if (stallMs > 0) stall(w.connection);
+    }
     return result;
   };
   const answerIds = new Set([defs.BasicAck, defs.BasicNack]);
@@ -149,7 +165,22 @@ function install(): void {
     queueAnswers(w, f, accept as (f: Frame) => unknown);
     return undefined;
   };
-  confirmsAvailable = true;
+}
+
+/**
+ * Holds the connection's outgoing data for stallMs, once: nothing leaves for the socket, so
+ * the channel's buffer stays full and 'drain' cannot come, as on a slow network or with a
+ * broker that blocks publishers (a memory or disk alarm).
+ */
+function stall(connection: ConnectionInternals): void {
+  const muxer = connection.muxer;
+  if (!muxer || typeof muxer._readIncoming !== 'function' || stalled.has(connection)) return;
+  stalled.add(connection);
+  muxer._readIncoming = () => undefined;
+  setTimeout(() => {
+    delete muxer._readIncoming; // the prototype's again
+    (muxer as { _readIncoming?: () => void })._readIncoming?.();
+  }, stallMs);
 }
 
 /**
@@ -179,10 +210,11 @@ function queueAnswers(w: Watched, f: Frame, accept: (f: Frame) => unknown): void
   w.pump ??= setTimeout(handOver, PACE_MS);
 }
 
-function watchChannel(channel: ChannelInternals): void {
+function watchChannel(channel: ChannelInternals, connection: ConnectionInternals): void {
   if (!channel || typeof channel.prependListener !== 'function') return;
   const w: Watched = {
     channel,
+    connection,
     confirm: /Confirm/.test(channel.constructor.name),
     published: 0,
     maxUnconfirmed: 0,
@@ -252,6 +284,14 @@ export const publishBuffers = {
   /** The most bytes that ever waited in one channel's write buffer since reset(). */
   get maxBytes(): number {
     return maxBytes;
+  },
+  /**
+   * From now on, the first time a channel's buffer fills (publish() returns false), hold its
+   * connection's outgoing data for `ms` milliseconds (0: never): code that does not wait for
+   * 'drain' keeps publishing into the full buffer meanwhile.
+   */
+  stallWhenFull(ms: number): void {
+    stallMs = ms;
   },
 };
 

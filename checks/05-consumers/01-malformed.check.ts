@@ -49,8 +49,8 @@ export default defineCheck<typeof Exercise>(async (t) => {
       summary: `The malformed message stopped your consumer: "${queue}" has no consumer any more, and handle() got ${show(handler.calls)}.`,
       expected: 'the malformed message rejected, and the consumer still there for the orders around it',
       saw: `${show(handler.calls)}; 0 consumers`,
-      why: 'JSON.parse throws on a malformed body. An exception that escapes the message callback makes amqplib close the channel (or, with no listener for it, crashes the process): one bad message stops the whole consumer.',
-      fix: 'Parse inside try { … } catch { … }; in the catch, reject the message without requeue and return: channel.nack(msg, false, false).',
+      why: "JSON.parse throws on a malformed body. An exception that escapes a plain message callback makes amqplib close the channel (with no 'error' listener on the channel, the whole connection; with none on the connection either, the process); one that escapes an async callback ends the process as an unhandled rejection. Either way, one bad message stops the whole consumer.",
+      fix: 'Parse inside try { … } catch { … }; in the catch, reject the message without requeue and return: channel.reject(msg, false).',
       link: t.ui('queues', queue),
     });
   await t.publish(queue, [order(1, 'coffee'), poison, order(3, 'cake')], { contentType: 'application/json' });
@@ -73,8 +73,8 @@ export default defineCheck<typeof Exercise>(async (t) => {
         summary: `The malformed message went back to the queue again and again: ${count > 0 ? `it was delivered ${count} times in 1.5 s` : 'it was still in the queue after stop()'}, and never reached the dead-letter queue.`,
         expected: `rejected once without requeue, then in "${dlq}"`,
         saw: `in "${queue}" again${count > 0 ? `, delivered ${count} times (x-delivery-count ${headers['x-delivery-count'] ?? 'absent'})` : ''}`,
-        why: 'nack(msg) and reject(msg) requeue by default. A message that can never be processed comes straight back, is rejected again, and so on: a loop that burns CPU and network, and can starve the valid messages behind it. Since RabbitMQ 4.0 a quorum queue stops it after 20 deliveries (its delivery-limit), but from 4.3 a basic.nack no longer counts towards that limit.',
-        fix: 'Say requeue = false: channel.nack(msg, false, false) or channel.reject(msg, false).',
+        why: 'reject(msg) and nack(msg) requeue by default. A message that can never be processed comes straight back, is rejected again, and so on: a loop that burns CPU and network, and can starve the valid messages behind it. On RabbitMQ 3.10 to 3.13 nothing stops it; from 4.0 a quorum queue stops it after 20 deliveries (its delivery limit), but on 4.3 a basic.nack no longer counts towards that limit.',
+        fix: 'Say requeue = false: channel.reject(msg, false).',
         link: t.ui('queues', queue),
       });
     }
@@ -83,7 +83,7 @@ export default defineCheck<typeof Exercise>(async (t) => {
       expected: `rejected without requeue, then in "${dlq}"`,
       saw: `neither in "${queue}" nor in "${dlq}"`,
       why: 'An ack says "done, forget it". A rejection without requeue says "this one is bad": the broker hands it to the dead-letter exchange when the queue has one, where someone can look at it and repair it. Acking it loses that chance; acking before the work is done loses good messages too when the consumer dies.',
-      fix: 'Ack only after handle() resolved. For a body that does not parse: channel.nack(msg, false, false).',
+      fix: 'Ack only after handle() resolved. For a body that does not parse: channel.reject(msg, false).',
       link: t.ui('queues', dlq),
     });
   }
@@ -105,8 +105,8 @@ export default defineCheck<typeof Exercise>(async (t) => {
         ? 'channel.nack(msg, true, …): the middle argument, allUpTo, answers every unacknowledged message up to this one at once, the ones still being handled included. Their acks later hit an unknown delivery tag, and the broker closes the channel.'
         : 'A failing handler (a database timeout, a service restarting) is a passing problem: the message must go back to the queue to be tried again. Only a message that can never be processed is rejected for good.',
       fix: firstValid.includes('"id":1')
-        ? 'channel.nack(msg, false, false): allUpTo false, requeue false (or channel.reject(msg, false)).'
-        : 'When handle() rejects: channel.reject(msg, true). Only a body that does not parse gets channel.nack(msg, false, false).',
+        ? 'channel.reject(msg, false): reject answers this one message, and nothing else.'
+        : 'When handle() rejects: channel.reject(msg, true). Only a body that does not parse gets channel.reject(msg, false).',
       link: t.ui('queues', dlq),
     });
   }
@@ -116,8 +116,8 @@ export default defineCheck<typeof Exercise>(async (t) => {
       summary: `The malformed message went back to the queue again and again, ${death?.reason === 'delivery_limit' ? `until the quorum queue's delivery-limit stopped it (x-death reason "delivery_limit", after ${death.count ?? '?'} round(s))` : `and reached the dead-letter queue ${dead.length} times`}.`,
       expected: 'rejected once, without requeue (x-death reason "rejected")',
       saw: `x-death reason ${JSON.stringify(death?.reason)}, ${dead.length} cop${dead.length === 1 ? 'y' : 'ies'}`,
-      why: 'nack(msg) requeues by default. The delivery-limit (20 by default since RabbitMQ 4.0) is a safety net, not a way to reject: every round trip costs, and from 4.3 a basic.nack no longer counts towards it.',
-      fix: 'channel.nack(msg, false, false) (or channel.reject(msg, false)) for a body that does not parse.',
+      why: 'reject(msg) and nack(msg) requeue by default. The delivery limit (20 by default from RabbitMQ 4.0, none before) is a safety net, not a way to reject: every round trip costs, and on 4.3 a basic.nack no longer counts towards it.',
+      fix: 'channel.reject(msg, false) for a body that does not parse.',
       link: t.ui('queues', dlq),
     });
   }
@@ -228,7 +228,8 @@ export default defineCheck<typeof Exercise>(async (t) => {
   await ch.deleteQueue(queue);
   await ch.close();
   t.provoke(1, `deleted "${queue}" under the second consumer: the broker cancels it, and amqplib calls your callback with null`);
-  await pause(50);
+  // The cancel reaches your connection a moment later, later still on a busy machine: give a throw time to show.
+  await t.waitFor(() => learnerConnectionsOpen(t) === 0, 400, 10);
   if (learnerConnectionsOpen(t) === 0) {
     t.fail({
       summary: `When the broker cancelled your consumer (the checker deleted "${queue}"), your message callback threw, and amqplib closed your connection.`,

@@ -8,7 +8,7 @@ import { defineCheck } from '../../runner/check/context.js';
 import type { ConsumerInfo } from '../../runner/broker/management.js';
 import { expectQuorumQueue } from '../../runner/check/topology.js';
 import type * as Exercise from '../../exercises/05-consumers/02-prefetch.js';
-import { expectRefusedDeclaration, expectSurvivesReset, learnerConnectionsOpen, pause, ScriptedHandler } from './support.js';
+import { expectRefusedDeclaration, expectSurvivesReset, learnerConnectionsOpen, ScriptedHandler } from './support.js';
 
 export default defineCheck<typeof Exercise>(async (t) => {
   const queue = 'jobs';
@@ -180,7 +180,8 @@ export default defineCheck<typeof Exercise>(async (t) => {
   await ch.deleteQueue(queue);
   await ch.close();
   t.provoke(1, `deleted "${queue}" under the second instance: the broker cancels its consumer, and amqplib calls your callback with null`);
-  await pause(50);
+  // The cancel reaches your connection a moment later, later still on a busy machine: give a throw time to show.
+  await t.waitFor(() => learnerConnectionsOpen(t) === 0, 400, 10);
   if (learnerConnectionsOpen(t) === 0) {
     t.fail({
       summary: `When the broker cancelled your consumer (the checker deleted "${queue}"), your message callback threw, and amqplib closed your connection.`,

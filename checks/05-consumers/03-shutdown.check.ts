@@ -7,7 +7,7 @@
 import { defineCheck } from '../../runner/check/context.js';
 import { expectQuorumQueue } from '../../runner/check/topology.js';
 import type * as Exercise from '../../exercises/05-consumers/03-shutdown.js';
-import { expectRefusedDeclaration, expectSurvivesReset, learnerConnectionsOpen, pause, plural } from './support.js';
+import { expectRefusedDeclaration, expectSurvivesReset, learnerConnectionsOpen, plural } from './support.js';
 
 export default defineCheck<typeof Exercise>(async (t) => {
   const queue = 'emails';
@@ -229,7 +229,8 @@ export default defineCheck<typeof Exercise>(async (t) => {
   await ch.deleteQueue(queue);
   await ch.close();
   t.provoke(1, `deleted "${queue}" under the third instance: the broker cancels its consumer, and amqplib calls your callback with null`);
-  await pause(50);
+  // The cancel reaches your connection a moment later, later still on a busy machine: give a throw time to show.
+  await t.waitFor(() => learnerConnectionsOpen(t) === 0, 400, 10);
   if (learnerConnectionsOpen(t) === 0) {
     t.fail({
       summary: `When the broker cancelled your consumer (the checker deleted "${queue}"), your message callback threw, and amqplib closed your connection.`,

@@ -202,7 +202,8 @@ export default defineCheck<typeof Exercise>(async (t) => {
   await ch.deleteQueue(queue);
   await ch.close();
   t.provoke(2, `deleted "${queue}" under your consumer: the broker cancels it, and amqplib calls your callback with null`);
-  await pause(50);
+  // The cancel reaches your connection a moment later, later still on a busy machine: give a throw time to show.
+  await t.waitFor(() => learnerConnectionsOpen(t) === 0 || t.connectionsOpened() > openedBeforeDelete, 400, 10);
   if (learnerConnectionsOpen(t) === 0 || t.connectionsOpened() > openedBeforeDelete) {
     t.fail({
       summary: `When the broker cancelled your consumer (the checker deleted "${queue}"), your message callback threw, and amqplib closed your connection.`,

@@ -6,7 +6,8 @@
 //      at most 10 unacknowledged messages at a time (prefetch 10),
 //   2. call `handle(text)` with the body of each message as text, in the order they arrive, and:
 //      a. ack the message once handle's promise for it resolves, never before,
-//      b. nack it when that promise rejects, so that the broker delivers it again,
+//      b. give it back to the queue when that promise rejects (a reject with requeue),
+//         so that the broker delivers it again,
 //   3. listen for 'error' on the connection, so a lost connection does not crash the process,
 //   4. keep running when the broker cancels the consumer (someone deleted the queue): amqplib
 //      then calls your callback with null instead of a message,
@@ -26,8 +27,9 @@ export async function startReceiver(url: string, queue: string, handle: (text: s
   await channel.prefetch(10);
 
   // TODO 2: consume from `queue` with { noAck: false }. For each message (skip null),
-  //         call handle(msg.content.toString()) and ack the message when its promise resolves
-  //         (nack it when it rejects). Keep the consumerTag that consume() returns.
+  //         call handle(msg.content.toString()) and ack the message when its promise resolves;
+  //         when it rejects, channel.reject(msg, true) puts the message back in the queue.
+  //         Keep the consumerTag that consume() returns: stop() needs it.
   throw new Error('TODO: consume in exercises/02-hello-world/02-receive.ts');
 
   return {

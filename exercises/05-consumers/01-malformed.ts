@@ -14,8 +14,8 @@
 //   5. keep consuming after a malformed message: no exception may escape the message callback,
 //   6. listen for 'error' on the connection and the channel; when the broker refuses the declaration,
 //      close the connection and reject with the broker's error,
-//   7. return { stop }, where stop() stops consuming and closes the connection: a message whose handle()
-//      has not resolved goes back to the queue.
+//   7. return { stop }, where stop() stops consuming, then closes the channel and the connection: a
+//      message whose handle() has not resolved goes back to the queue.
 import amqp from 'amqplib';
 import { pathToFileURL } from 'node:url';
 
@@ -34,14 +34,15 @@ export async function startJsonConsumer(url: string, queue: string, handle: (val
 
     // TODO 1: consume `queue` with { noAck: false }; skip a null message (the broker cancelled the consumer).
     // TODO 2: parse msg.content.toString() with JSON.parse inside try/catch. When it throws, reject the
-    //         message WITHOUT requeue (channel.nack(msg, false, false)) and return.
-    // TODO 3: otherwise call handle(value); ack when its promise resolves, reject with requeue when it rejects.
+    //         message WITHOUT requeue (channel.reject(msg, false)) and return.
+    // TODO 3: otherwise call handle(value); ack when its promise resolves, reject with requeue
+    //         (channel.reject(msg, true)) when it rejects.
     // TODO 4: keep the consumerTag for stop().
     throw new Error('TODO: consume in exercises/05-consumers/01-malformed.ts');
 
     return {
       async stop() {
-        // TODO 5: cancel the consumer, then close the connection
+        // TODO 5: cancel the consumer, then close the channel, then the connection
       },
     };
   } catch (err) {

@@ -10,8 +10,8 @@
 //      reject it with requeue each time handle() rejects,
 //   4. listen for 'error' on the connection and the channel; when the broker refuses the declaration,
 //      close the connection and reject with the broker's error,
-//   5. return { stop }, where stop() stops consuming and closes the connection: a message whose handle()
-//      has not resolved goes back to the queue.
+//   5. return { stop }, where stop() stops consuming, then closes the channel and the connection: a
+//      message whose handle() has not resolved goes back to the queue.
 import amqp from 'amqplib';
 import { pathToFileURL } from 'node:url';
 
@@ -29,12 +29,12 @@ export async function startWorkers(url: string, queue: string, prefetch: number,
     // TODO 1: limit the unacknowledged messages on this consumer to `prefetch` (channel.prefetch).
     // TODO 2: consume `queue` with { noAck: false }. For each message (skip null), call
     //         handle(msg.content.toString()) WITHOUT awaiting it, so that the next message can start,
-    //         and ack in its .then() (reject with requeue when it rejects).
+    //         and ack in its .then() (reject with requeue, channel.reject(msg, true), when it rejects).
     throw new Error('TODO: prefetch and consume in exercises/05-consumers/02-prefetch.ts');
 
     return {
       async stop() {
-        // TODO 3: cancel the consumer, then close the connection
+        // TODO 3: cancel the consumer, then close the channel, then the connection
       },
     };
   } catch (err) {

@@ -78,7 +78,7 @@ function strykerOptions(exercises: Exercise[], concurrency: number): PartialStry
     tempDirName: path.join('.stryker-tmp', String(process.pid)),
     cleanTempDir: true,
     // The broker's data, progress and compiled trees stay out of the sandbox copy.
-    ignorePatterns: ['.workbook', 'bench', 'BENCHMARKS.md', 'tests', 'checks/*/wrong', 'checks/*/ok'],
+    ignorePatterns: ['.stryker-tmp', '.workbook', 'bench', 'BENCHMARKS.md', 'tests', 'checks/*/wrong', 'checks/*/ok'],
     logLevel: 'error' as LogLevel,
     fileLogLevel: 'off' as LogLevel,
     allowConsoleColors: false,

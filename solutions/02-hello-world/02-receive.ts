@@ -6,7 +6,8 @@
 //      at most 10 unacknowledged messages at a time (prefetch 10),
 //   2. call `handle(text)` with the body of each message as text, in the order they arrive, and:
 //      a. ack the message once handle's promise for it resolves, never before,
-//      b. nack it when that promise rejects, so that the broker delivers it again,
+//      b. give it back to the queue when that promise rejects (a reject with requeue),
+//         so that the broker delivers it again,
 //   3. listen for 'error' on the connection, so a lost connection does not crash the process,
 //   4. keep running when the broker cancels the consumer (someone deleted the queue): amqplib
 //      then calls your callback with null instead of a message,
@@ -33,7 +34,7 @@ export async function startReceiver(url: string, queue: string, handle: (text: s
         () => channel.ack(msg), // the work is done: now the broker may forget the message
         (err) => {
           console.error(`handling failed, the message goes back to the queue: ${err}`);
-          channel.nack(msg);
+          channel.reject(msg, true); // requeued, and counted towards a quorum queue's delivery limit
         },
       );
     },

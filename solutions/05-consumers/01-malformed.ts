@@ -14,8 +14,8 @@
 //   5. keep consuming after a malformed message: no exception may escape the message callback,
 //   6. listen for 'error' on the connection and the channel; when the broker refuses the declaration,
 //      close the connection and reject with the broker's error,
-//   7. return { stop }, where stop() stops consuming and closes the connection: a message whose handle()
-//      has not resolved goes back to the queue.
+//   7. return { stop }, where stop() stops consuming, then closes the channel and the connection: a
+//      message whose handle() has not resolved goes back to the queue.
 import amqp from 'amqplib';
 import { pathToFileURL } from 'node:url';
 
@@ -42,14 +42,14 @@ export async function startJsonConsumer(url: string, queue: string, handle: (val
         } catch (err) {
           // However often it comes back, it will not parse: give it up for good (requeue = false).
           console.error(`malformed message rejected: ${(err as Error).message}`);
-          channel.nack(msg, false, false);
+          channel.reject(msg, false);
           return;
         }
         handle(value).then(
           () => channel.ack(msg),
           (err) => {
             // The handler failed, maybe for a passing reason: requeue it for another try.
-            // reject, not nack: from RabbitMQ 4.3 only a reject counts towards a quorum queue's delivery-limit.
+            // reject, not nack: on RabbitMQ 4.3 only a reject counts towards a quorum queue's delivery limit.
             console.error(`handling failed, requeued: ${err}`);
             channel.reject(msg, true);
           },
@@ -61,6 +61,7 @@ export async function startJsonConsumer(url: string, queue: string, handle: (val
     return {
       async stop() {
         await channel.cancel(consumerTag);
+        await channel.close(); // waits until the broker has taken every ack sent before it
         await connection.close();
       },
     };

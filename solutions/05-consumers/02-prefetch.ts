@@ -10,8 +10,8 @@
 //      reject it with requeue each time handle() rejects,
 //   4. listen for 'error' on the connection and the channel; when the broker refuses the declaration,
 //      close the connection and reject with the broker's error,
-//   5. return { stop }, where stop() stops consuming and closes the connection: a message whose handle()
-//      has not resolved goes back to the queue.
+//   5. return { stop }, where stop() stops consuming, then closes the channel and the connection: a
+//      message whose handle() has not resolved goes back to the queue.
 import amqp from 'amqplib';
 import { pathToFileURL } from 'node:url';
 
@@ -49,6 +49,7 @@ export async function startWorkers(url: string, queue: string, prefetch: number,
     return {
       async stop() {
         await channel.cancel(consumerTag);
+        await channel.close(); // waits until the broker has taken every ack sent before it
         await connection.close();
       },
     };

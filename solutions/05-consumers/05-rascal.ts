@@ -40,7 +40,8 @@ export async function startRascalConsumer(url: string, queue: string, handle: (t
     .on('message', (_message, content, ackOrNack) => {
       handle(String(content)).then(
         () => ackOrNack(),
-        // ackOrNack(err) alone would nack WITHOUT requeue: say what you mean.
+        // ackOrNack(err) alone would nack WITHOUT requeue: say what you mean. Rascal has no reject:
+        // on RabbitMQ 4.3 this requeue does not count towards the quorum queue's delivery limit.
         (err: Error) => ackOrNack(err, { strategy: 'nack', requeue: true }),
       );
     })

@@ -78,7 +78,6 @@ export async function startRelay(options: RelayOptions): Promise<Relay> {
   let draining: Promise<void> | undefined;
   let again = false;
   function wake() {
-    if (stopping) return;
     if (draining) {
       again = true;
       return;
