@@ -17,6 +17,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { STATE_DIR } from '../runner/paths.js';
+import { alive } from '../runner/broker/start-lock.js';
 import { pickPort } from '../runner/broker/ports.js';
 import { clusterHome, existingClusterHome, postgresBin, postgresUser, type PgUser } from './pg-home.js';
 
@@ -279,15 +280,6 @@ export async function createDatabase(cluster: PgCluster, prefix = 'wb'): Promise
       }
     },
   };
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 function tail(file: string): string {

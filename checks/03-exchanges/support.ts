@@ -489,18 +489,7 @@ function carriesRefusal(err: unknown): boolean {
 export async function refuseNewMessages(t: Ctx, queue: string, lines: ContractRef | ContractRef[]): Promise<void> {
   await t.publish(queue, ['already here: a quorum queue refuses only once it is over its limit']);
   await t.mgmt.setPolicy(t.vhost, 'refuse-new-messages', { pattern: `^${queue}$`, 'apply-to': 'queues', definition: { 'max-length': 0, overflow: 'reject-publish' } });
-  await t.waitFor(async () => {
-    const ch = await t.confirmChannel();
-    try {
-      ch.sendToQueue(queue, Buffer.from('probe'), { persistent: true });
-      await ch.waitForConfirms();
-      return false;
-    } catch {
-      return true; // nacked: the policy is in force
-    } finally {
-      await ch.close().catch(() => undefined);
-    }
-  }, 3000, 50);
+  await t.waitFor(() => t.brokerRefuses(queue), 3000, 50); // nacked: the policy is in force
   t.provoke(lines, `made the broker refuse new messages on "${queue}" (policy: max-length 0, overflow reject-publish), and saw it nack a message of its own`);
 }
 

@@ -394,22 +394,7 @@ export const messageOf = (err: unknown) => (err instanceof Error ? err.message :
  */
 export async function refuseNewMessages(t: Ctx, queue: string, mode: 'at' | 'over'): Promise<boolean> {
   await t.mgmt.setPolicy(t.vhost, `${queue}-limit`, { pattern: `^${queue}$`, 'apply-to': 'queues', definition: { 'max-length': 0, overflow: 'reject-publish' } });
-  const refused = await t.waitFor(
-    async () => {
-      const ch = await t.confirmChannel();
-      try {
-        ch.sendToQueue(queue, Buffer.from('checker probe'), { persistent: true });
-        await ch.waitForConfirms();
-        return false;
-      } catch {
-        return true; // nacked: the policy is in force
-      } finally {
-        await ch.close().catch(() => undefined);
-      }
-    },
-    3000,
-    5,
-  );
+  const refused = await t.waitFor(() => t.brokerRefuses(queue), 3000, 5); // nacked: the policy is in force
   if (mode === 'at') await t.takeMessages(queue, 1000);
   return refused === true;
 }

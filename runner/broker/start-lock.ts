@@ -75,7 +75,8 @@ function parse(text: string | undefined): Holder | undefined {
   }
 }
 
-function alive(pid: number): boolean {
+/** Whether process `pid` still runs (EPERM: it does, under another user). */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

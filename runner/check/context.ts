@@ -242,6 +242,20 @@ export class CheckContext<T = unknown> {
     }
   }
 
+  /** Publishes one probe message to `queue` on a confirm channel: true when the broker refuses it (a nack). */
+  async brokerRefuses(queue: string): Promise<boolean> {
+    const ch = await this.confirmChannel();
+    try {
+      ch.sendToQueue(queue, Buffer.from('checker probe'), { persistent: true });
+      await ch.waitForConfirms();
+      return false;
+    } catch {
+      return true;
+    } finally {
+      await ch.close().catch(() => undefined);
+    }
+  }
+
   /** Polls `probe` until it returns something truthy, or gives up after `timeoutMs` and returns undefined. */
   async waitFor<R>(probe: () => Promise<R | undefined | false | null> | R | undefined | false | null, timeoutMs: number, everyMs = 25): Promise<R | undefined> {
     const deadline = Date.now() + timeoutMs;
