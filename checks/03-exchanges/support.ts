@@ -139,7 +139,9 @@ export async function routeMatrix(t: Ctx, exchange: string, cases: RouteCase[], 
     // The exchange exists (the check made sure), so the broker refused it for what it is, e.g. internal.
     const message = t.lastBrokerError?.message ?? (err instanceof Error ? err.message : String(err));
     t.fail({
-      summary: `The checker could not publish to the exchange "${exchange}": ${message}`,
+      summary: /internal exchange/.test(message)
+        ? `The exchange "${exchange}" was declared internal, so nobody can publish to it: ${message}`
+        : `The checker could not publish to the exchange "${exchange}": ${message}`,
       expected: `an exchange "${exchange}" that publishers can publish to`,
       saw: message,
       why: /internal exchange/.test(message)
