@@ -21,7 +21,7 @@ export default defineCheck<typeof Exercise>(async (t) => {
   const queue = 'orders';
   const dlq = 'orders.rejected';
 
-  // Play the operator: give "orders" a dead-letter queue, so a rejected message can be seen (chapter 7).
+  // Play the operator: give "orders" a dead-letter queue, so a rejected message can be seen (dead-lettering has a chapter of its own, later).
   await declareAsSomeoneElse(t, dlq, QUORUM);
   await t.mgmt.setPolicy(t.vhost, 'orders-dead-letters', { pattern: `^${queue}$`, definition: { 'dead-letter-exchange': '', 'dead-letter-routing-key': dlq } });
   t.log(`gave "${queue}" a dead-letter queue "${dlq}" (policy: dead-letter-exchange "", dead-letter-routing-key "${dlq}")`);

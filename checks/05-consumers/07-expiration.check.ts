@@ -18,7 +18,7 @@ export default defineCheck<typeof Exercise>(async (t) => {
   const send = (text: string, ttl: number, to = queue) => t.target.sendExpiring(t.url, to, text, ttl);
 
   // Play the operator: what expires in "codes" goes to "codes.expired", with an x-death header
-  // that keeps the expiration it had (dead-lettering is chapter 7).
+  // that keeps the expiration it had (dead-lettering has a chapter of its own, later).
   await declareAsSomeoneElse(t, expired, QUORUM);
   await t.mgmt.setPolicy(t.vhost, 'codes-expired', { pattern: `^${queue}$`, definition: { 'dead-letter-exchange': '', 'dead-letter-routing-key': expired } });
   t.log(`gave "${queue}" a dead-letter queue "${expired}" (policy), to see what expires and when`);

@@ -75,7 +75,7 @@ export default defineCheck<typeof Exercise>(async (t) => {
       expected: `all ${TASKS} tasks handed out, one at a time`,
       saw: `${handedOut()} call(s) of work()`,
       why: 'With prefetch 1 the broker sends a worker its next task only after the ack of the one in hand. A worker that never acks gets one task, and then nothing ever again.',
-      fix: 'Ack each task when the promise work() returns resolves: work(text).then(() => channel.ack(msg), () => channel.nack(msg)).',
+      fix: 'Ack each task when the promise work() returns resolves: work(text).then(() => channel.ack(msg), () => channel.reject(msg, true)).',
       link: t.ui('queues', queue),
     });
   }
@@ -143,7 +143,7 @@ export default defineCheck<typeof Exercise>(async (t) => {
       summary: `work() was not called exactly once per task${dupes.length ? `: ${dupes.slice(0, 3).join(', ')} came twice` : ''}.`,
       expected: `${TASKS} calls, one per task`,
       saw: `${seen.length} calls`,
-      why: 'A task comes back only when it was not acked (or was nacked).',
+      why: 'A task comes back only when it was not acked (or was rejected with requeue).',
       fix: 'Ack each task exactly once, after work() resolves.',
     });
   }
@@ -163,21 +163,21 @@ export default defineCheck<typeof Exercise>(async (t) => {
     t.fail({
       summary:
         back > 0
-          ? `When work() rejected, the task was neither acked nor nacked: the worker sat on it (${stuck.map(([x]) => `"${x}"`).join(', ')}).`
+          ? `When work() rejected, the task was neither acked nor rejected: the worker sat on it (${stuck.map(([x]) => `"${x}"`).join(', ')}).`
           : `When work() rejected, the task was dropped: ${stuck.map(([x]) => `"${x}"`).join(', ')} never came back to be tried again.`,
-      expected: 'a task whose work() rejects goes back to the queue (channel.nack(msg)) and is tried again until it succeeds',
+      expected: 'a task whose work() rejects goes back to the queue (channel.reject(msg, true)) and is tried again until it succeeds',
       saw: `${described}; after the checker cut your connections, ${back} task(s) came back to the queue`,
       why:
         back > 0
           ? 'With prefetch 1, a task left unacknowledged blocks its worker for good: the broker sends it nothing more, and only when the connection closes does the task go back to the queue.'
-          : 'A failure is often temporary: a database restarting, a timeout. A task acked (or nacked with requeue false) after a failure is gone for good, and nobody will ever do it.',
-      fix: 'work(text).then(() => channel.ack(msg), () => channel.nack(msg)): nack requeues by default.',
+          : 'A failure is often temporary: a database restarting, a timeout. A task acked (or rejected without requeue) after a failure is gone for good, and nobody will ever do it.',
+      fix: 'work(text).then(() => channel.ack(msg), () => channel.reject(msg, true)).',
       link: t.ui('queues', queue),
     });
   }
   t.observe(3, `each failed task came back and was done once: ${RETRIES.map(([task]) => `"${task}" handed ${calls(task)} times`).join(', ')}`);
 
-  // A task that fails on one worker, every time, and works on the other: only a nack lets the other one have it.
+  // A task that fails on one worker, every time, and works on the other: only a requeue lets the other one have it.
   await t.publish(queue, [ELSEWHERE]);
   t.provoke(3, `published "${ELSEWHERE}": work() rejects it on the worker that takes it first, every time, and does it at once on the other`);
   if (!(await t.waitFor(() => finished(ELSEWHERE) >= 1, 1500))) {
@@ -188,19 +188,19 @@ export default defineCheck<typeof Exercise>(async (t) => {
       slow.freeze();
       fast.freeze();
       t.fail({
-        summary: `work("${ELSEWHERE}") rejected ${tries} times in a row on the ${owner.name}, and the task never went back to the queue for the ${other.name}: your worker retries a failed task itself instead of nacking it.`,
-        expected: 'a task whose work() rejects is nacked back to the queue (channel.nack(msg)), where the broker gives it to a worker that is free',
+        summary: `work("${ELSEWHERE}") rejected ${tries} times in a row on the ${owner.name}, and the task never went back to the queue for the ${other.name}: your worker retries a failed task itself instead of rejecting it back to the queue.`,
+        expected: 'a task whose work() rejects is rejected back to the queue (channel.reject(msg, true)), where the broker gives it to a worker that is free',
         saw: `work("${ELSEWHERE}") called ${tries} times on the ${owner.name} (where it fails every time), never on the ${other.name} (where it would succeed)`,
-        why: 'A task that fails on one worker (its disk is full, its database connection is broken) may well succeed on another. A retry loop inside the worker keeps the task, and the one task its prefetch allows, to itself for as long as it fails; a nack puts it back in the queue, for any worker.',
-        fix: 'work(text).then(() => channel.ack(msg), () => channel.nack(msg)): no retry loop of your own; the queue is the retry.',
+        why: 'A task that fails on one worker (its disk is full, its database connection is broken) may well succeed on another. A retry loop inside the worker keeps the task, and the one task its prefetch allows, to itself for as long as it fails; a reject with requeue puts it back in the queue, for any worker.',
+        fix: 'work(text).then(() => channel.ack(msg), () => channel.reject(msg, true)): no retry loop of your own; the queue is the retry.',
         link: t.ui('queues', queue),
       });
     }
     t.fail({
       summary: `The task "${ELSEWHERE}", which work() rejects on the ${owner?.name ?? 'worker that took it'}, never reached the other worker.`,
-      expected: 'a task whose work() rejects goes back to the queue (channel.nack(msg)), where another worker can take it',
+      expected: 'a task whose work() rejects goes back to the queue (channel.reject(msg, true)), where another worker can take it',
       saw: `work("${ELSEWHERE}") called ${slow.handedCount(ELSEWHERE)} time(s) on the slow worker, ${fast.handedCount(ELSEWHERE)} on the fast one`,
-      fix: 'work(text).then(() => channel.ack(msg), () => channel.nack(msg)).',
+      fix: 'work(text).then(() => channel.ack(msg), () => channel.reject(msg, true)).',
       link: t.ui('queues', queue),
     });
   }
@@ -209,7 +209,7 @@ export default defineCheck<typeof Exercise>(async (t) => {
   // 5. stop() while a task is in progress: it must go back to the queue, not be acked.
   await t.publish(queue, [HANG]);
   if (!(await t.waitFor(() => calls(HANG) > 0, 1000))) {
-    t.fail({ summary: `The task "${HANG}" never reached work(): the workers stopped taking tasks.`, fix: 'Ack (or nack) every task exactly once, so that the broker keeps sending the next one.' });
+    t.fail({ summary: `The task "${HANG}" never reached work(): the workers stopped taking tasks.`, fix: 'Ack (or reject) every task exactly once, so that the broker keeps sending the next one.' });
   }
   t.provoke([3, 5], `called stop() on both workers while work("${HANG}") was still in progress`);
   await expectClosedOnReturn(t, 'stop() on the slow worker', connectionsOf.get(slowWorker)!, () => slowWorker.stop());

@@ -181,15 +181,15 @@ export default defineCheck<typeof Exercise>(async (t) => {
     t.fail({
       summary:
         back > 0
-          ? `When onEvent() rejected, the event was neither acked nor nacked: the service sat on it (${stuck.map(([x]) => `"${x}"`).join(', ')}).`
+          ? `When onEvent() rejected, the event was neither acked nor rejected: the service sat on it (${stuck.map(([x]) => `"${x}"`).join(', ')}).`
           : `When onEvent() rejected, the event was dropped: ${stuck.map(([x]) => `"${x}"`).join(', ')} never came back to be tried again.`,
-      expected: 'an event whose onEvent() rejects goes back to the queue (channel.nack(msg)) and is tried again until it succeeds',
+      expected: 'an event whose onEvent() rejects goes back to the queue (channel.reject(msg, true)) and is tried again until it succeeds',
       saw: `${stuck.map(([text, n]) => `onEvent(…, "${text}") called ${calls(text)} time(s), rejected the first ${n}`).join('; ')}; after the checker cut your connections, ${back} event(s) came back to the queue`,
       why:
         back > 0
           ? 'An event left unacknowledged takes one of the 10 places prefetch allows, until the connection closes: a few such failures, and the service receives nothing any more.'
-          : 'A failure is often temporary: a database restarting, a timeout. An event acked (or nacked with requeue false) after a failure is gone for good: the service never handles it.',
-      fix: 'onEvent(key, text).then(() => channel.ack(msg), () => channel.nack(msg)): nack requeues by default.',
+          : 'A failure is often temporary: a database restarting, a timeout. An event acked (or rejected without requeue) after a failure is gone for good: the service never handles it.',
+      fix: 'onEvent(key, text).then(() => channel.ack(msg), () => channel.reject(msg, true)).',
       link: t.ui('queues', 'billing'),
     });
   }

@@ -36,7 +36,7 @@ export default defineCheck<typeof Exercise>(async (t) => {
     return server;
   };
 
-  // The queue gets a dead-letter exchange, by policy: a request nacked without requeue lands there.
+  // The queue gets a dead-letter exchange, by policy: a request rejected without requeue lands there.
   const setup = await t.channel();
   await setup.assertExchange(DEAD_LETTERS, 'fanout', { durable: true });
   await setup.assertQueue(DEAD_LETTERS, { durable: true });
@@ -128,10 +128,10 @@ export default defineCheck<typeof Exercise>(async (t) => {
   if (booms > 1) {
     t.fail({
       summary: `The request "boom", whose handler rejects, was handled ${booms} times in a row: it was requeued after each failure.`,
-      expected: '"boom" handled once, then dropped (nack without requeue)',
+      expected: '"boom" handled once, then dropped (rejected without requeue)',
       saw: `${booms} calls of handler("boom")`,
       why: 'A request that fails because of what it contains fails again every time. Requeued, it loops at full speed, burning CPU and delaying every other request. The caller gets no reply either way, and its timeout reports the failure.',
-      fix: 'channel.nack(msg, false, false): the third argument, requeue, must be false. (Chapter 7 sends such messages to a dead-letter queue.)',
+      fix: 'channel.reject(msg, false): the second argument, requeue, must be false. (The queue\'s dead-letter exchange, if it has one, then gets the request.)',
     });
   }
 
@@ -147,16 +147,16 @@ export default defineCheck<typeof Exercise>(async (t) => {
       summary: back.includes('orphan')
         ? 'The request without a replyTo was never acknowledged: after stop() it went back to the queue, to be delivered again forever.'
         : back.includes('boom')
-          ? 'The request whose handler failed was neither acked nor nacked: after stop() it went back to the queue, to fail again.'
+          ? 'The request whose handler failed was neither acked nor rejected: after stop() it went back to the queue, to fail again.'
           : `After stop(), ${left} request(s) went back to the queue: they were never acknowledged.`,
       expected: '0 requests left in the queue',
       saw: `back in "${QUEUE}": ${back.map((b) => `"${b}"`).join(', ')}`,
-      why: 'A request that is neither acked nor nacked stays unacked until the channel closes; then the broker delivers it again. An early return that forgets the ack is the usual cause.',
-      fix: 'Every path through the consumer must ack (or nack) the message exactly once, including the "no replyTo" path and the failure path.',
+      why: 'A request that is neither acked nor rejected stays unacked until the channel closes; then the broker delivers it again. An early return that forgets the ack is the usual cause.',
+      fix: 'Every path through the consumer must ack (or reject) the message exactly once, including the "no replyTo" path and the failure path.',
       link: t.ui('queues', QUEUE),
     });
   }
-  t.observe([2, 3, 6], `after stop(): the connection closed, and nothing came back to "${QUEUE}" (every request acked or nacked)`);
+  t.observe([2, 3, 6], `after stop(): the connection closed, and nothing came back to "${QUEUE}" (every request acked or rejected)`);
 
   await t.waitFor(async () => (await t.messageCount(DEAD_LETTERS)) > 0, 300);
   const deadLettered = (await t.takeMessages(DEAD_LETTERS)).map((m) => m.content.toString());
@@ -206,18 +206,18 @@ export default defineCheck<typeof Exercise>(async (t) => {
   if (deadLettered.join() !== 'boom') {
     t.fail({
       summary: deadLettered.length
-        ? `The dead-letter queue received ${deadLettered.map((b) => `"${b}"`).join(', ')}: requests that did not fail were nacked too.`
-        : 'The request "boom", whose handler failed, never reached the dead-letter exchange: it was acked, not nacked.',
-      expected: 'only "boom" dead-lettered (nacked without requeue)',
+        ? `The dead-letter queue received ${deadLettered.map((b) => `"${b}"`).join(', ')}: requests that did not fail were rejected too.`
+        : 'The request "boom", whose handler failed, never reached the dead-letter exchange: it was acked, not rejected.',
+      expected: 'only "boom" dead-lettered (rejected without requeue)',
       saw: deadLettered.length ? deadLettered.join(', ') : `nothing in "${DEAD_LETTERS}"`,
       why: deadLettered.length
         ? 'nack(msg, true, …) nacks every unacknowledged request up to this one, including those still being handled: the second argument, allUpTo, must be false.'
-        : 'Acking says "done"; nacking without requeue says "failed, give up". Only a nacked request goes to the dead-letter exchange, where someone can look at it (chapter 7); an acked one vanishes without a trace.',
-      fix: 'When the handler rejects: channel.nack(msg, false, false).',
+        : 'Acking says "done"; rejecting without requeue says "failed, give up". Only a rejected request goes to the dead-letter exchange, where someone can look at it; an acked one vanishes without a trace.',
+      fix: 'When the handler rejects: channel.reject(msg, false), which answers this one request only.',
       link: t.ui('queues', DEAD_LETTERS),
     });
   }
-  t.observe(4, `"boom" was handled once and dead-lettered to "${DEAD_LETTERS}" (nacked without requeue), and nothing else was`);
+  t.observe(4, `"boom" was handled once and dead-lettered to "${DEAD_LETTERS}" (rejected without requeue), and nothing else was`);
 
   // The consumer is cancelled (its queue deleted), then stop().
   const last = await start(' a third time');

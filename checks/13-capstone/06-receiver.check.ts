@@ -244,7 +244,7 @@ export default defineCheck<typeof Exercise>(async (t) =>
     const mainReady = await count(QUEUE);
     const later = (await take(RETRY_2)).filter((m) => m.content.toString() !== 'probe');
     const gaveUp = (await take(DLQ)).find(copyOf(spent));
-    t.observe([3, 5], `"${RETRY_1}": ${await count(RETRY_1)}; "${RETRY_2}": ${inSecond} while refusing, then ${later.map((m) => `customer ${String(JSON.parse(m.content.toString()).key)} attempt ${JSON.stringify(header(m, 'x-bridge-attempt'))}`).join(', ') || 'nothing'}; "${DLQ}": ${gaveUp ? `customer 23, ${JSON.stringify(header(gaveUp, 'x-bridge-reason'))}` : 'nothing'}; "${QUEUE}": ${mainReady} ready`);
+    t.observe([3, 5], `"${RETRY_1}": ${await count(RETRY_1)}; "${RETRY_2}": ${inSecond} while refusing, then ${later.map((m) => `${[second, third].find((e) => copyOf(e)(m)) ? `customer ${[second, third].find((e) => copyOf(e)(m))!.key}` : 'an unknown message'} attempt ${JSON.stringify(header(m, 'x-bridge-attempt'))}`).join(', ') || 'nothing'}; "${DLQ}": ${gaveUp ? `customer 23, ${JSON.stringify(header(gaveUp, 'x-bridge-reason'))}` : 'nothing'}; "${QUEUE}": ${mainReady} ready`);
     if (!parkedOk || later.length !== 2) {
       t.fail({
         summary: `While Odoo was down, the events did not go to the delay queue of their attempt (${RETRY_1}: ${parkedOk ? 1 : 0} of 1, ${RETRY_2}: ${later.length} of 2).${reported(log.lines)}`,

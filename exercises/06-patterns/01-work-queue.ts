@@ -5,12 +5,12 @@
 //   1. declare `queue` as a durable quorum queue (every worker declares it, with the same options),
 //   2. take at most ONE unacknowledged task at a time: await channel.prefetch(1), before consume(),
 //   3. consume with manual acks, call `work(task)` with the text of each task, and ack it only when
-//      the promise work() returns resolves (nack it when it rejects, so that it goes back to the
-//      queue and is tried again),
+//      the promise work() returns resolves (reject it with requeue when it rejects, so that it goes
+//      back to the queue and is tried again),
 //   4. listen for 'error' on the connection, and skip the null message the consumer gets when the
 //      broker cancels it (its queue was deleted),
-//   5. return { stop }, where stop() cancels the consumer and closes the connection: a task still
-//      in progress is not acked, and goes back to the queue.
+//   5. return { stop }, where stop() cancels the consumer, then closes the channel and the
+//      connection: a task still in progress is not acked, and goes back to the queue.
 import amqp from 'amqplib';
 import { pathToFileURL } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -28,12 +28,13 @@ export async function startWorker(url: string, queue: string, work: (task: strin
   // TODO 1: limit this worker to one unacknowledged task at a time (before consume: why?)
   // TODO 2: consume `queue` with { noAck: false }. For each message (skip null), call
   //         work(msg.content.toString()); ack the message when its promise resolves,
-  //         nack it when it rejects. Keep the consumerTag that consume() returns.
+  //         reject it with requeue when it rejects (channel.reject(msg, true)). Keep the
+  //         consumerTag that consume() returns.
   throw new Error('TODO: consume in exercises/06-patterns/01-work-queue.ts');
 
   return {
     async stop() {
-      // TODO 3: cancel the consumer, then close the connection
+      // TODO 3: cancel the consumer, then close the channel, then the connection
     },
   };
 }

@@ -8,10 +8,10 @@
 //   3. bind the queue to the exchange once for EVERY pattern in `patterns`,
 //   4. consume with manual acks, at most 10 events in progress at once (prefetch 10), call
 //      onEvent(routingKey, text) for each event, and ack it when the promise onEvent returns
-//      resolves (nack it when it rejects, so that it comes back and is tried again),
+//      resolves (reject it with requeue when it rejects, so that it comes back and is tried again),
 //   5. listen for 'error' on the connection, and skip the null message the consumer gets when the
 //      broker cancels it (its queue was deleted),
-//   6. return { stop }, where stop() cancels the consumer and closes the connection.
+//   6. return { stop }, where stop() cancels the consumer, then closes the channel and the connection.
 import amqp from 'amqplib';
 import { pathToFileURL } from 'node:url';
 
@@ -36,12 +36,12 @@ export async function startListener(url: string, spec: ListenerSpec, onEvent: (r
   await channel.prefetch(10);
   // TODO 4: consume `queue` with { noAck: false }; for each message (skip null) call
   //         onEvent(msg.fields.routingKey, msg.content.toString()), ack when it resolves,
-  //         nack when it rejects. Keep the consumerTag.
+  //         reject with requeue when it rejects (channel.reject(msg, true)). Keep the consumerTag.
   throw new Error('TODO: finish startListener() in exercises/06-patterns/03-event-bus.ts');
 
   return {
     async stop() {
-      // TODO 5: cancel the consumer, then close the connection
+      // TODO 5: cancel the consumer, then close the channel, then the connection
     },
   };
 }

@@ -7,11 +7,11 @@
 //   2. for each request, call handler(text); when it resolves, publish the reply to the request's
 //      replyTo, with the request's correlationId, and only THEN ack the request,
 //   3. ack a request that has no replyTo without calling the handler (nobody can get the answer),
-//   4. when the handler rejects, nack the request without requeueing it (it would fail again; the
+//   4. when the handler rejects, reject the request without requeue (it would fail again; the
 //      queue's dead-letter exchange, if it has one, gets it),
 //   5. listen for 'error' on the connection, and skip the null message the consumer gets when the
 //      broker cancels it (its queue was deleted),
-//   6. return { stop }, where stop() cancels the consumer and closes the connection.
+//   6. return { stop }, where stop() cancels the consumer, then closes the channel and the connection.
 import amqp from 'amqplib';
 import { pathToFileURL } from 'node:url';
 
@@ -31,12 +31,12 @@ export async function startRpcServer(url: string, queue: string, handler: (reque
   // TODO 2: no replyTo? ack the request and stop there.
   // TODO 3: handler(msg.content.toString()).then(reply => …): send the reply to replyTo (the
   //         default exchange: channel.sendToQueue) with { correlationId }, THEN ack the request.
-  // TODO 4: when the handler rejects: channel.nack(msg, false, false).
+  // TODO 4: when the handler rejects: channel.reject(msg, false).
   throw new Error('TODO: consume the requests in exercises/06-patterns/05-rpc-server.ts');
 
   return {
     async stop() {
-      // TODO 5: cancel the consumer, then close the connection
+      // TODO 5: cancel the consumer, then close the channel, then the connection
     },
   };
 }

@@ -5,12 +5,12 @@
 //   1. declare `queue` as a durable quorum queue (every worker declares it, with the same options),
 //   2. take at most ONE unacknowledged task at a time: await channel.prefetch(1), before consume(),
 //   3. consume with manual acks, call `work(task)` with the text of each task, and ack it only when
-//      the promise work() returns resolves (nack it when it rejects, so that it goes back to the
-//      queue and is tried again),
+//      the promise work() returns resolves (reject it with requeue when it rejects, so that it goes
+//      back to the queue and is tried again),
 //   4. listen for 'error' on the connection, and skip the null message the consumer gets when the
 //      broker cancels it (its queue was deleted),
-//   5. return { stop }, where stop() cancels the consumer and closes the connection: a task still
-//      in progress is not acked, and goes back to the queue.
+//   5. return { stop }, where stop() cancels the consumer, then closes the channel and the
+//      connection: a task still in progress is not acked, and goes back to the queue.
 import amqp from 'amqplib';
 import { pathToFileURL } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -38,7 +38,9 @@ export async function startWorker(url: string, queue: string, work: (task: strin
         () => channel.ack(msg), // done: the broker forgets the task and sends the next one
         (err) => {
           console.error(`task failed, it goes back to the queue: ${err}`);
-          channel.nack(msg); // requeued; a quorum queue gives up after its delivery limit
+          // Requeued. reject, not nack: on RabbitMQ 4.3 only a reject counts towards the quorum
+          // queue's delivery limit, so that a task failing for ever is stopped some day.
+          channel.reject(msg, true);
         },
       );
     },
@@ -48,6 +50,7 @@ export async function startWorker(url: string, queue: string, work: (task: strin
   return {
     async stop() {
       await channel.cancel(consumerTag);
+      await channel.close(); // waits until the broker has taken every ack sent before it
       await connection.close();
     },
   };

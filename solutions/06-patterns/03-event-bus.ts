@@ -8,10 +8,10 @@
 //   3. bind the queue to the exchange once for EVERY pattern in `patterns`,
 //   4. consume with manual acks, at most 10 events in progress at once (prefetch 10), call
 //      onEvent(routingKey, text) for each event, and ack it when the promise onEvent returns
-//      resolves (nack it when it rejects, so that it comes back and is tried again),
+//      resolves (reject it with requeue when it rejects, so that it comes back and is tried again),
 //   5. listen for 'error' on the connection, and skip the null message the consumer gets when the
 //      broker cancels it (its queue was deleted),
-//   6. return { stop }, where stop() cancels the consumer and closes the connection.
+//   6. return { stop }, where stop() cancels the consumer, then closes the channel and the connection.
 import amqp from 'amqplib';
 import { pathToFileURL } from 'node:url';
 
@@ -48,7 +48,7 @@ export async function startListener(url: string, spec: ListenerSpec, onEvent: (r
         () => channel.ack(msg),
         (err) => {
           console.error(`handling ${msg.fields.routingKey} failed, it goes back to the queue: ${err}`);
-          channel.nack(msg);
+          channel.reject(msg, true); // reject, not nack: on RabbitMQ 4.3 only a reject counts towards the delivery limit
         },
       );
     },
@@ -58,6 +58,7 @@ export async function startListener(url: string, spec: ListenerSpec, onEvent: (r
   return {
     async stop() {
       await channel.cancel(consumerTag);
+      await channel.close(); // waits until the broker has taken every ack sent before it
       await connection.close();
     },
   };

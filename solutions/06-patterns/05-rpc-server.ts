@@ -7,11 +7,11 @@
 //   2. for each request, call handler(text); when it resolves, publish the reply to the request's
 //      replyTo, with the request's correlationId, and only THEN ack the request,
 //   3. ack a request that has no replyTo without calling the handler (nobody can get the answer),
-//   4. when the handler rejects, nack the request without requeueing it (it would fail again; the
+//   4. when the handler rejects, reject the request without requeue (it would fail again; the
 //      queue's dead-letter exchange, if it has one, gets it),
 //   5. listen for 'error' on the connection, and skip the null message the consumer gets when the
 //      broker cancels it (its queue was deleted),
-//   6. return { stop }, where stop() cancels the consumer and closes the connection.
+//   6. return { stop }, where stop() cancels the consumer, then closes the channel and the connection.
 import amqp from 'amqplib';
 import { pathToFileURL } from 'node:url';
 
@@ -46,7 +46,7 @@ export async function startRpcServer(url: string, queue: string, handler: (reque
         },
         (err) => {
           console.error(`request failed, dropping it (the caller's timeout will report it): ${err}`);
-          channel.nack(msg, false, false); // no requeue: it would fail again, forever
+          channel.reject(msg, false); // no requeue: it would fail again, forever
         },
       );
     },
@@ -56,6 +56,7 @@ export async function startRpcServer(url: string, queue: string, handler: (reque
   return {
     async stop() {
       await channel.cancel(consumerTag);
+      await channel.close(); // waits until the broker has taken every ack sent before it
       await connection.close();
     },
   };
