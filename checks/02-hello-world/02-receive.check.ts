@@ -1,6 +1,6 @@
 // Check 2.2: the receiver consumes with manual acks and prefetch 10, hands each body to the
-// handler as text and in order, acks after the handler's promise resolves and nacks when it
-// rejects, survives a cut connection and a cancelled consumer, and stops cleanly. Three
+// handler as text and in order, acks after the handler's promise resolves and rejects with
+// requeue (a basic.reject, not a basic.nack: the frames say which) when it rejects, survives a cut connection and a cancelled consumer, and stops cleanly. Three
 // receivers in a row: a happy path, then stop(); handlers that fail once and twice and
 // handlers that never finish, then a cut connection; the queue deleted under it, then stop().
 import { defineCheck } from '../../runner/check/context.js';
@@ -194,6 +194,7 @@ export default defineCheck<typeof Exercise>(async (t) => {
       t.fail({ summary: `After the connection was cut, ${back.length} messages came back instead of ${hanging.length}.`, expected: hanging.join(', '), saw: back.join(', '), why: 'The messages whose handle() resolved should have been acked, and gone.', fix: 'Ack each message once handle() has resolved.' });
     }
     t.observe('2b', 'each failure came back: handle("fail-once") ran twice and handle("fail-twice") three times, and both were acked in the end');
+    t.expectRejectsNotNacks('2b', 'When handle() rejected');
     if (held !== 10 || ready !== 1) {
       t.fail({
         summary: `Your consumer held ${held} unfinished messages at once, where prefetch 10 allows 10.`,

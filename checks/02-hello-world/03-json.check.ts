@@ -1,11 +1,13 @@
 // Check 2.3: sendJson() publishes one persistent, labelled, UTF-8 JSON body to a durable quorum
-// queue, on a confirm channel (the checker makes the broker refuse the next one, and sendJson()
-// must reject); readJson() parses a good message, with its types intact, and refuses an
-// unlabelled, mislabelled or malformed one with an Error that says why.
+// queue, for an object as for a string, on a confirm channel (the checker makes the broker
+// refuse the next one, and holds that nack back a moment while the code's timers run fast:
+// sendJson() must publish once, wait, and reject); readJson() parses a good message, with its
+// types intact (null, 0, false and "" too), and refuses an unlabelled, mislabelled, malformed
+// or empty one with an Error that says why.
 import { isDeepStrictEqual } from 'node:util';
 import { defineCheck } from '../../runner/check/context.js';
 import { expectQuorumQueue } from '../../runner/check/topology.js';
-import { catchCrashes, expectClosed, expectConfirmsAwaited, expectNoCrash, messageOf, outcomeOf, persistence, recordConfirmWaits, refuseNewMessages, showBody } from './support.js';
+import { catchCrashes, expectClosed, expectConfirmsAwaited, expectNoCrash, expectOneAwaitedPublish, messageOf, outcomeWhileBrokerIsSlow, persistence, recordConfirmWaits, refuseNewMessages, showBody } from './support.js';
 import type * as Exercise from '../../exercises/02-hello-world/03-json.js';
 
 export default defineCheck<typeof Exercise>(async (t) => {
@@ -16,8 +18,14 @@ export default defineCheck<typeof Exercise>(async (t) => {
   const confirms = await recordConfirmWaits(t);
   const { crashes, restore } = catchCrashes();
   try {
-    t.provoke([1, 2, 3], `called sendJson(url, "${queue}", order); the queue does not exist yet`);
-    await t.call(`sendJson(url, "${queue}", order)`, () => t.target.sendJson(t.url, queue, order));
+    // A string is a JSON value too: it must arrive in quotes, as JSON text. Sent at the same time, to a queue of its own.
+    const notes = 'notes';
+    const note = 'Zoë says: "deliver after 18:00"';
+    t.provoke([1, 2, 3], `called sendJson(url, "${queue}", order) and, at the same time, sendJson(url, "${notes}", ${JSON.stringify(note)}); neither queue exists yet`);
+    await Promise.all([
+      t.call(`sendJson(url, "${queue}", order)`, () => t.target.sendJson(t.url, queue, order)),
+      t.call(`sendJson(url, "${notes}", ${JSON.stringify(note)})`, () => t.target.sendJson(t.url, notes, note)),
+    ]);
     expectConfirmsAwaited(t, confirms.waits, 0, 'sendJson()');
     expectNoCrash(t, crashes, 'while sending');
     await expectClosed(t, 'sendJson()');
@@ -74,12 +82,32 @@ export default defineCheck<typeof Exercise>(async (t) => {
       });
     }
 
+    const [n, ...more] = await t.takeMessages(notes);
+    if (!n || more.length > 0) {
+      t.fail({ summary: `sendJson() was called once with a string, and "${notes}" then held ${n ? 1 + more.length : 0} messages.`, expected: '1 message', saw: n ? [n, ...more].map((x) => showBody(x.content)).join(', ') : '0 messages', fix: 'Publish exactly once per call, and await waitForConfirms() before closing.', link: t.ui('queues', notes) });
+    }
+    if (!n.content.equals(Buffer.from(JSON.stringify(note), 'utf8')) && !isDeepStrictEqual(parseOrFail(n.content), note)) {
+      const unquoted = n.content.equals(Buffer.from(note, 'utf8'));
+      t.fail({
+        summary: unquoted ? 'sendJson() published a string value as bare text, without the JSON quotes: the body is not JSON.' : 'The JSON in the message is not the string that was sent.',
+        expected: `${JSON.stringify(JSON.stringify(note))} (the string as JSON text, quotes and escapes included)`,
+        saw: showBody(n.content),
+        why: unquoted
+          ? 'A string is a JSON value like any other: JSON.stringify(\'Zoë\') is "Zoë" with its quotes. Sent as it is, the body is not valid JSON, and a consumer\'s JSON.parse fails on it, though the label says application/json.'
+          : 'The consumer must get back the very value that was sent, whatever its type.',
+        fix: "Buffer.from(JSON.stringify(value), 'utf8') for every value, strings included: no special case.",
+      });
+    }
+    t.observe(2, 'a string value arrived as JSON text, in its quotes');
+
     // Play the other side: the broker refuses the next order.
     await refuseNewMessages(t, queue);
     t.provoke([3, 4], `made the broker refuse new messages on "${queue}" (policy: max-length 0, overflow reject-publish), then called sendJson() again`);
+    t.provoke(3, "held the broker's answer back for a moment once sendJson() had published (its timers meanwhile ran fast, as if seconds went by), and gave its channel a full write buffer (sendToQueue() returns false)");
     const waitsBefore = confirms.waits.length;
-    const refused = await outcomeOf(t, 'sendJson() while the broker refuses messages', () => t.target.sendJson(t.url, queue, { id: 2 }));
+    const refused = await outcomeWhileBrokerIsSlow(t, 'sendJson() while the broker refuses messages', () => t.target.sendJson(t.url, queue, { id: 2 }));
     expectNoCrash(t, crashes, 'when the broker refused the message');
+    expectOneAwaitedPublish(t, refused, 'sendJson()', 'the order is in the queue twice, and may be shipped twice');
     if (refused.resolved) {
       const dropped = confirms.waits.slice(waitsBefore).includes('rejected');
       t.fail({
@@ -109,7 +137,28 @@ export default defineCheck<typeof Exercise>(async (t) => {
         fix: "return JSON.parse(message.content.toString('utf8'))",
       });
     }
-    t.observe(5, 'readJson() returned the order, deep-equal, types included');
+    // null, 0, false and "" are JSON values too, and not "no message".
+    t.provoke(5, 'handed readJson() messages labelled application/json whose values are null, 0, false and ""');
+    for (const falsy of [null, 0, false, '']) {
+      const body = JSON.stringify(falsy);
+      const got = await t.call(`readJson(a message whose body is ${body})`, () => {
+        try {
+          return { value: t.target.readJson({ content: Buffer.from(body), properties: { contentType: 'application/json' } }) as unknown };
+        } catch (err) {
+          return { err };
+        }
+      });
+      if (!('value' in got) || !Object.is(got.value, falsy)) {
+        t.fail({
+          summary: `readJson() did not return ${body} for a valid message whose body is ${body}.`,
+          expected: `${body}, the parsed value`,
+          saw: 'value' in got ? `${got.value === undefined ? 'undefined' : JSON.stringify(got.value)}` : `an error: ${messageOf(got.err)}`,
+          why: 'null, 0, false and "" are JSON values like any other. A test like if (!value) or value || … treats them as "no message", though the message is valid and says exactly that.',
+          fix: 'Return what JSON.parse returns, whatever it is: no truthiness test on it.',
+        });
+      }
+    }
+    t.observe(5, 'readJson() returned the order, deep-equal, types included, and null, 0, false and "" as themselves');
 
     const thrown = (label: string, message: Exercise.ReceivedMessage) =>
       t.call(label, () => {
@@ -162,20 +211,39 @@ export default defineCheck<typeof Exercise>(async (t) => {
     }
     t.observe(6, `readJson() threw Errors: "${plainError.message}", and "${(unlabelled.err as Error).message}"`);
 
-    t.provoke(7, 'handed readJson() a message labelled application/json whose body is broken JSON');
-    const broken = await thrown('readJson(a message with a broken JSON body)', { content: Buffer.from('{"id": 1,'), properties: { contentType: 'application/json' } });
-    if (!(broken.err instanceof Error) || broken.err.message.trim() === '') {
-      t.fail({
-        summary: broken.err instanceof Error ? 'readJson() threw an Error with an empty message for a body that is not valid JSON.' : 'readJson() did not throw an Error for a body that is not valid JSON.',
-        expected: 'an Error that says the body is not valid JSON',
-        saw: broken.err instanceof Error ? 'Error: ""' : 'err' in broken ? `${typeof broken.err} thrown, not an Error` : `a value: ${JSON.stringify(broken.value)}`,
-        why: 'A message that cannot be read must not turn into undefined or null downstream: an Error stops the work, and its message says why.',
-        fix: 'Let JSON.parse throw, or wrap it and throw new Error(`the body is not valid JSON: ${err.message}`).',
-      });
+    t.provoke(7, 'handed readJson() a message labelled application/json whose body is broken JSON, then one whose body is empty');
+    const brokenErrors: string[] = [];
+    for (const [what, content] of [
+      ['a broken JSON body', Buffer.from('{"id": 1,')],
+      ['an empty body', Buffer.alloc(0)],
+    ] as const) {
+      const broken = await thrown(`readJson(a message with ${what})`, { content, properties: { contentType: 'application/json' } });
+      if (!(broken.err instanceof Error) || broken.err.message.trim() === '') {
+        t.fail({
+          summary: broken.err instanceof Error ? `readJson() threw an Error with an empty message for ${what}, which is not valid JSON.` : `readJson() did not throw an Error for ${what}, which is not valid JSON.`,
+          expected: 'an Error that says the body is not valid JSON',
+          saw: broken.err instanceof Error ? 'Error: ""' : 'err' in broken ? `${typeof broken.err} thrown, not an Error` : `a value: ${broken.value === undefined ? 'undefined' : JSON.stringify(broken.value)}`,
+          why:
+            content.length === 0
+              ? 'An empty body is not JSON, not even null: the publisher sent nothing it could have meant. Returning a value for it turns a broken message into data downstream.'
+              : 'A message that cannot be read must not turn into undefined or null downstream: an Error stops the work, and its message says why.',
+          fix: 'Let JSON.parse decide, for every body, empty ones included: it throws for both. Or wrap it and throw new Error(`the body is not valid JSON: ${err.message}`).',
+        });
+      }
+      brokenErrors.push((broken.err as Error).message); // t.fail() above returns never
     }
-    t.observe(7, `readJson() threw: "${(broken.err as Error).message}"`);
+    t.observe(7, `readJson() threw: "${brokenErrors.join('", and "')}"`);
   } finally {
     restore();
     confirms.restore();
   }
 });
+
+/** The body parsed, or undefined when it is not valid JSON. */
+function parseOrFail(content: Buffer): unknown {
+  try {
+    return JSON.parse(content.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+}

@@ -2,6 +2,10 @@
 // did with the refusal, and keeping a crash of that code from ending the check before it can
 // say which mistake caused it.
 import type { GetMessage } from 'amqplib';
+import { syncBuiltinESMExports } from 'node:module';
+import nodeTimers from 'node:timers';
+import nodeTimersPromises from 'node:timers/promises';
+import { promisify } from 'node:util';
 import type { CheckContext } from '../../runner/check/context.js';
 import { openConnectionsTo } from '../../runner/check/socket-tracker.js';
 
@@ -26,6 +30,171 @@ export async function outcomeOf<R>(t: Ctx, label: string, fn: () => Promise<R>):
 }
 
 export const messageOf = (err: unknown) => (err instanceof Error ? err.message : String(err));
+
+/** An error and its causes (new Error('…', { cause: err })), outermost first. */
+export function errorChain(err: unknown): unknown[] {
+  const chain: unknown[] = [];
+  for (let e = err; e !== undefined && e !== null && chain.length < 5 && !chain.includes(e); e = (e as { cause?: unknown }).cause) chain.push(e);
+  return chain;
+}
+
+/** How a call ended while the broker was slow to answer: see outcomeWhileBrokerIsSlow. */
+export interface SlowOutcome<R> extends Outcome<R> {
+  /** The bodies the code under check published during the call, in order. */
+  published: Buffer[];
+  /** The call settled after it published and before the broker's answer (ack or nack) was let through. */
+  settledBeforeAnswer: boolean;
+  /** How long the broker's answers were held back, in ms. */
+  heldMs: number;
+}
+
+type Emit = (event: string | symbol, ...args: unknown[]) => boolean;
+type Timers = { setTimeout: (...args: unknown[]) => unknown };
+
+/**
+ * Calls the code under check (through outcomeOf) the way a busy broker answers: late. amqplib
+ * keeps the broker's confirms (ack, nack) from its channels until `holdMs` after its first
+ * publish, and the timers the code starts during the call run `speed` times faster (setTimeout,
+ * from the global or from node:timers and node:timers/promises) until then, as if the broker
+ * took minutes. Its channels also get a write buffer of one frame, so that sendToQueue()
+ * returns false (the buffer is full) as when a program publishes faster than the network
+ * takes. A function that waits for the confirm waits `holdMs` longer; one that raced it against
+ * a timer, or waited for 'drain' instead, settles before the answer. Also records every body
+ * the code published. Meant for a call that must reject (the broker refuses): a timer that
+ * rejects early is still a rejection. The code under check and the checker share amqplib's
+ * classes in this thread.
+ */
+export async function outcomeWhileBrokerIsSlow<R>(t: Ctx, label: string, fn: () => Promise<R>, { holdMs = 60, speed = 2000 } = {}): Promise<SlowOutcome<R>> {
+  const probe = await t.channel();
+  let base = Object.getPrototypeOf(probe) as object;
+  while (base && !Object.prototype.hasOwnProperty.call(base, 'accept')) base = Object.getPrototypeOf(base) as object;
+  const connection = (probe as unknown as { connection: object }).connection;
+  let connProto = Object.getPrototypeOf(connection) as object;
+  while (connProto && !Object.prototype.hasOwnProperty.call(connProto, 'freshChannel')) connProto = Object.getPrototypeOf(connProto) as object;
+  void probe.close().catch(() => undefined); // only its classes were needed
+  const channels = base as { emit: Emit; sendMessage: (...args: unknown[]) => unknown };
+  const connections = connProto as { freshChannel: (channel: unknown, options?: object) => unknown };
+  const original = { hadEmit: Object.prototype.hasOwnProperty.call(base, 'emit'), emit: channels.emit, sendMessage: channels.sendMessage, freshChannel: connections.freshChannel };
+  const realSetTimeout = globalThis.setTimeout;
+  const warp = warpTimers(speed);
+
+  const published: Buffer[] = [];
+  const held: { channel: unknown; event: string; args: unknown[] }[] = [];
+  let holding = true;
+  let heldMs = 0;
+  let firstPublish: number | undefined;
+  let releaseTimer: NodeJS.Timeout | undefined;
+  const release = () => {
+    if (!holding) return;
+    holding = false;
+    heldMs = firstPublish === undefined ? 0 : Date.now() - firstPublish;
+    clearTimeout(releaseTimer);
+    warp.stop();
+    for (const h of held.splice(0)) {
+      try {
+        original.emit.call(h.channel, h.event, ...h.args);
+      } catch {
+        // a channel closed meanwhile has nobody left to tell
+      }
+    }
+  };
+  channels.emit = function (this: unknown, event: string | symbol, ...args: unknown[]) {
+    if (holding && (event === 'ack' || event === 'nack')) {
+      held.push({ channel: this, event, args });
+      return true;
+    }
+    return original.emit.call(this, event, ...args);
+  };
+  channels.sendMessage = function (this: unknown, ...args: unknown[]) {
+    const content = args[2];
+    if (Buffer.isBuffer(content)) published.push(Buffer.from(content));
+    if (firstPublish === undefined) {
+      firstPublish = Date.now();
+      releaseTimer = realSetTimeout(release, holdMs);
+    }
+    return original.sendMessage.apply(this, args);
+  };
+  connections.freshChannel = function (this: unknown, channel: unknown, options?: object) {
+    return original.freshChannel.call(this, channel, { ...options, highWaterMark: 1 });
+  };
+  let settledWhileHolding = false;
+  try {
+    const outcome = await outcomeOf(t, label, async () => {
+      warp.start(); // only now: t.call's own time bound is already running, at its real speed
+      try {
+        return await fn();
+      } finally {
+        settledWhileHolding = holding;
+      }
+    });
+    return { ...outcome, published, settledBeforeAnswer: settledWhileHolding, heldMs: settledWhileHolding && firstPublish !== undefined ? Date.now() - firstPublish : heldMs };
+  } finally {
+    release();
+    warp.stop();
+    if (original.hadEmit) channels.emit = original.emit;
+    else delete (channels as { emit?: unknown }).emit;
+    channels.sendMessage = original.sendMessage;
+    connections.freshChannel = original.freshChannel;
+  }
+}
+
+/**
+ * Fails when `fn` (its refused call run by outcomeWhileBrokerIsSlow) published more than once, or
+ * resolved before the broker's answer came through.
+ */
+export function expectOneAwaitedPublish(t: Ctx, refused: SlowOutcome<unknown>, fn: string, duplicate: string): void {
+  if (refused.published.length > 1) {
+    t.fail({
+      summary: `The broker refused the message, and ${fn} published it again: ${refused.published.length} publishes in one call.`,
+      expected: `one publish per call of ${fn}, and the nack passed on to the caller as a rejection`,
+      saw: `${refused.published.length} publishes: ${refused.published.map((b) => showBody(b).slice(0, 80)).join(', ')}; ${fn} ${refused.resolved ? 'resolved' : `rejected: ${messageOf(refused.error)}`}`,
+      why: `A nack is the broker's answer, not a glitch: here the queue is full and refuses every new message, so the second try is refused too. Where a second try does get through, ${duplicate}. Whether to try again is for the caller to decide.`,
+      fix: 'Publish once, await channel.waitForConfirms(), and let its rejection reach the caller: no catch around it that publishes again.',
+    });
+  }
+  if (refused.resolved && refused.settledBeforeAnswer) {
+    t.fail({
+      summary: `${fn} resolved before the broker had answered its message: it did not wait for the confirm.`,
+      expected: `${fn} waits for the broker's answer, however long it takes, and rejects when it is a nack (as it was here)`,
+      saw:
+        refused.published.length === 0
+          ? `${fn} resolved before it had even published (the checker ran your timers fast, as if seconds went by)`
+          : `${fn} resolved ${refused.heldMs} ms after it published, while the broker's answer was still on its way (the checker held it back and ran your timers fast, as if seconds went by)`,
+      why: "A timer raced against waitForConfirms() (or against the whole function), or waiting for 'drain' (which only says the write buffer has room again), turns \"the broker has not answered yet\" into \"sent\". A busy broker (a memory alarm, a slow disk, a quorum queue waiting for a majority of its nodes) can take seconds to confirm, and may then refuse the message: your caller already believes it is safe.",
+      fix: 'await channel.waitForConfirms(), with nothing raced against it, on every path after the publish. If you want a bound on the wait, let the timer reject, never resolve.',
+    });
+  }
+}
+
+/** Until stop(), setTimeout (global, node:timers, node:timers/promises) waits `speed` times less. */
+function warpTimers(speed: number): { start: () => void; stop: () => void } {
+  const timers = nodeTimers as unknown as Timers;
+  const promises = nodeTimersPromises as unknown as Timers;
+  const global = globalThis as unknown as Timers;
+  const saved = { global: global.setTimeout, timers: timers.setTimeout, promises: promises.setTimeout };
+  const fast = (ms: unknown) => (typeof ms === 'number' && ms > 0 ? ms / speed : ms);
+  let on = false;
+  return {
+    start() {
+      if (on) return;
+      on = true;
+      const promised = (ms?: unknown, ...rest: unknown[]) => saved.promises(fast(ms), ...rest);
+      const callback = Object.assign((handler: unknown, ms?: unknown, ...rest: unknown[]) => saved.global(handler, fast(ms), ...rest), { [promisify.custom]: promised });
+      global.setTimeout = callback;
+      timers.setTimeout = callback;
+      promises.setTimeout = promised;
+      syncBuiltinESMExports();
+    },
+    stop() {
+      if (!on) return;
+      on = false;
+      global.setTimeout = saved.global;
+      timers.setTimeout = saved.timers;
+      promises.setTimeout = saved.promises;
+      syncBuiltinESMExports();
+    },
+  };
+}
 
 /**
  * t.expectConnectionsClosed(label), after giving the sockets of a connection the code under check
