@@ -66,8 +66,9 @@ program.command('solution').argument('<id>').option('--force', 'show it even if 
   .description('the reference solution, once the exercise has passed')
   .action(run((id: string, o: { force?: boolean }) => commands.solution().then((m) => m.solutionCommand(id, o))));
 
-program.command('broker').argument('<action>', 'start | stop | status').description('manage the broker the workbook uses')
-  .action(run((a: string) => commands.broker().then((m) => m.brokerCommand(a))));
+program.command('broker').argument('<action>', 'start | stop | status, or cluster').argument('[clusterAction]', 'after cluster: start | stop | status (the local three-node cluster)')
+  .description('manage the broker the workbook uses, or the local three-node cluster (chapter 8)')
+  .action(run((a: string, c: string | undefined) => commands.broker().then((m) => m.brokerCommand(a, c))));
 
 program.command('doctor').description('check Node, the broker, Docker, rabbitmq-server and ports')
   .action(run(() => commands.doctor().then((m) => m.doctorCommand())));
