@@ -7,7 +7,7 @@
 import { defineCheck } from '../../runner/check/context.js';
 import { expectQuorumQueue } from '../../runner/check/topology.js';
 import type * as Exercise from '../../exercises/05-consumers/01-malformed.js';
-import { declareAsSomeoneElse, expectRefusedDeclaration, expectSurvivesReset, learnerConnectionsOpen, pause, QUORUM, ScriptedHandler } from './support.js';
+import { declareAsSomeoneElse, expectSurvivesDeletionResetAndRefusal, pause, QUORUM, ScriptedHandler } from './support.js';
 
 const order = (id: number, item: string) => ({ id, item });
 /** How the checker names a value handle() got: "order 3", or the value itself when it is not a parsed order. */
@@ -152,6 +152,20 @@ export default defineCheck<typeof Exercise>(async (t) => {
     });
   }
   t.observe(3, 'handle() got order 3 three times: the broker delivered it again after each rejection');
+  t.expectRejectsNotNacks([3, 4], { retried: 'When handle() rejected', dropped: 'When the body did not parse' });
+  // Given up at its first delivery: the only answers with requeue are the two for order 3's failures.
+  const requeues = t.sent('basic.reject', 'basic.nack').filter((m) => m.requeue && !m.multiple).length;
+  if (requeues > 2) {
+    t.fail({
+      summary: `Your consumer put the malformed message back in the queue before it gave it up: ${requeues} answers with requeue, where handle() failed only twice.`,
+      expected: 'the malformed message rejected without requeue at its first delivery; 2 rejects with requeue, both for order 3',
+      saw: `${requeues} rejects with requeue, ${requeues - 2} more than handle() failed; the malformed message reached "${dlq}" only after that`,
+      why: 'A body that does not parse never will: one more chance only costs one more delivery of a poison message, to this consumer or another. Whether it was redelivered (msg.fields.redelivered) changes nothing about that.',
+      fix: 'channel.reject(msg, false) as soon as JSON.parse throws, at the first delivery.',
+      link: t.ui('queues', queue),
+    });
+  }
+  t.observe(4, 'the malformed message was rejected at its first delivery: the only requeues were for order 3');
 
   // 3. The consumer is still alive after it.
   await t.publish(queue, [order(4, 'bread')], { contentType: 'application/json' });
@@ -224,34 +238,10 @@ export default defineCheck<typeof Exercise>(async (t) => {
     });
   }
   t.observe(1, 'read from the broker: 10 orders delivered, 2 still ready: your consumer has a prefetch of 10 and acks manually');
-  const ch = await t.channel();
-  await ch.deleteQueue(queue);
-  await ch.close();
-  t.provoke(1, `deleted "${queue}" under the second consumer: the broker cancels it, and amqplib calls your callback with null`);
-  // The cancel reaches your connection a moment later, later still on a busy machine: give a throw time to show.
-  await t.waitFor(() => learnerConnectionsOpen(t) === 0, 400, 10);
-  if (learnerConnectionsOpen(t) === 0) {
-    t.fail({
-      summary: `When the broker cancelled your consumer (the checker deleted "${queue}"), your message callback threw, and amqplib closed your connection.`,
-      expected: 'the callback returns at once on a null message; the connection stays open',
-      saw: 'your connection closed right after the cancel',
-      why: 'When the broker cancels a consumer (its queue was deleted, or a quorum queue lost its leader), amqplib calls the callback once more, with null. msg.content on null throws, inside amqplib: it takes that for a broken connection and closes it, with every other consumer and publisher on it.',
-      fix: 'Begin the callback with: if (msg === null) return;',
-      link: t.ui('connections'),
-    });
-  }
-  t.observe(1, 'your connection is still open after the null message: the callback skipped it');
-  await expectSurvivesReset(t, [6], 'of the second consumer');
 
-  // 6. The broker refuses the declaration.
-  await expectRefusedDeclaration(t, {
-    lines: [6],
-    queue: 'orders.legacy',
-    existing: { durable: true, arguments: { 'x-queue-type': 'classic' } },
-    what: 'a classic queue',
-    label: 'startJsonConsumer(url, "orders.legacy", handle)',
-    call: () => t.target.startJsonConsumer(t.url, 'orders.legacy', handler.handle),
-  });
+  // 6. The queue deleted under it, its connection reset, a declaration refused.
+  await expectSurvivesDeletionResetAndRefusal(t, { queue, under: 'the second consumer', lines: { deletion: [1], errors: [6] }, start: (legacy) => ({
+    label: `startJsonConsumer(url, "${legacy}", handle)`, call: () => t.target.startJsonConsumer(t.url, legacy, handler.handle) }) });
 });
 
 function plural(n: number): string {

@@ -7,8 +7,9 @@
 import { defineCheck } from '../../runner/check/context.js';
 import type { ConsumerInfo } from '../../runner/broker/management.js';
 import { expectQuorumQueue } from '../../runner/check/topology.js';
+import { connectionsSince, consumes } from '../../runner/check/frames.js';
 import type * as Exercise from '../../exercises/05-consumers/02-prefetch.js';
-import { expectRefusedDeclaration, expectSurvivesReset, learnerConnectionsOpen, ScriptedHandler } from './support.js';
+import { expectSurvivesDeletionResetAndRefusal, ScriptedHandler } from './support.js';
 
 export default defineCheck<typeof Exercise>(async (t) => {
   const queue = 'jobs';
@@ -145,6 +146,33 @@ export default defineCheck<typeof Exercise>(async (t) => {
     });
   }
   t.observe(3, `every job reached handle() as a string; the rejected ones came back until handle() accepted them (${Object.entries(failures).map(([j, n]) => `${j} ${n + 1} times`).join(', ')})`);
+  t.expectRejectsNotNacks(3, 'When handle() rejected');
+  const allUpTo = t.sent('basic.ack').filter((m) => m.multiple);
+  if (allUpTo.length > 0) {
+    t.fail({
+      summary: `Your consumer acks with allUpTo (channel.ack(msg, true)): each such ack also acknowledges every earlier message, the ones whose handle() is still running included.`,
+      expected: 'channel.ack(msg): one ack for one message, once its own handle() resolved',
+      saw: `${allUpTo.length} basic.ack with the multiple bit set, on delivery tags ${allUpTo.slice(0, 5).map((m) => m.deliveryTag).join(', ')}${allUpTo.length > 5 ? ', …' : ''}`,
+      why: 'Handlers that run at the same time finish in any order. An ack with allUpTo answers for the slower ones before they are done: if the process dies now, their messages are lost; if one of them fails, its reject hits a delivery tag already acked, and the broker closes the channel (PRECONDITION_FAILED, unknown delivery tag). Here the handlers happened to finish in order.',
+      fix: 'handle(text).then(() => channel.ack(msg), () => channel.reject(msg, true)): ack(msg) with no second argument.',
+      link: t.ui('queues', queue),
+    });
+  }
+  const consumer = consumes(connectionsSince())[0];
+  if (consumer && consumer.prefetch !== prefetch) {
+    t.fail({
+      summary:
+        consumer.prefetch === undefined || consumer.prefetch === 0
+          ? `At most ${prefetch} handlers ran at once, but your consumer has no prefetch: the broker handed over every waiting job at once, and they waited in your process.`
+          : `At most ${prefetch} handlers ran at once, but your consumer's prefetch is ${consumer.prefetch}: the broker handed over more jobs than you work on, and they waited in your process.`,
+      expected: `basic.qos with prefetch_count ${prefetch} before basic.consume (await channel.prefetch(prefetch))`,
+      saw: consumer.prefetch === undefined ? 'no basic.qos before basic.consume' : `basic.qos prefetch_count ${consumer.prefetch}`,
+      why: 'A limit inside your process bounds the handlers, not the deliveries. The broker sends the whole backlog (a quorum queue, up to 2,000 messages per consumer): it waits unacknowledged in your memory, out of reach of any other consumer, and comes back all at once when your process dies. The prefetch makes the broker keep it.',
+      fix: 'await channel.prefetch(prefetch) before consume(), and call handle() for each message as it arrives: the broker then bounds what is in your hands, and no limiter of your own is needed.',
+      link: t.ui('queues', queue),
+    });
+  }
+  t.observe(2, `read the frames your code sent: basic.qos prefetch_count ${prefetch} before basic.consume, and one ack per message`);
 
   // stop() while one handler still runs: its message was never acked, so it goes back to the queue.
   await t.publish(queue, [last]);
@@ -176,33 +204,8 @@ export default defineCheck<typeof Exercise>(async (t) => {
 
   // A second instance: the queue deleted under it, its connection reset.
   await t.call(`startWorkers(url, "${queue}", ${prefetch}, handle) again`, () => t.target.startWorkers(t.url, queue, prefetch, new ScriptedHandler<string>(String, () => ({ kind: 'ok' })).handle));
-  const ch = await t.channel();
-  await ch.deleteQueue(queue);
-  await ch.close();
-  t.provoke(1, `deleted "${queue}" under the second instance: the broker cancels its consumer, and amqplib calls your callback with null`);
-  // The cancel reaches your connection a moment later, later still on a busy machine: give a throw time to show.
-  await t.waitFor(() => learnerConnectionsOpen(t) === 0, 400, 10);
-  if (learnerConnectionsOpen(t) === 0) {
-    t.fail({
-      summary: `When the broker cancelled your consumer (the checker deleted "${queue}"), your message callback threw, and amqplib closed your connection.`,
-      expected: 'the callback returns at once on a null message; the connection stays open',
-      saw: 'your connection closed right after the cancel',
-      why: 'When the broker cancels a consumer (its queue was deleted, or a quorum queue lost its leader), amqplib calls the callback once more, with null. msg.content on null throws, inside amqplib: it takes that for a broken connection and closes it.',
-      fix: 'Begin the callback with: if (msg === null) return;',
-      link: t.ui('connections'),
-    });
-  }
-  t.observe(1, 'your connection is still open after the null message: the callback skipped it');
-  await expectSurvivesReset(t, [4], 'of the second instance');
-
-  await expectRefusedDeclaration(t, {
-    lines: [4],
-    queue: 'jobs.legacy',
-    existing: { durable: true, arguments: { 'x-queue-type': 'classic' } },
-    what: 'a classic queue',
-    label: `startWorkers(url, "jobs.legacy", ${prefetch}, handle)`,
-    call: () => t.target.startWorkers(t.url, 'jobs.legacy', prefetch, handle),
-  });
+  await expectSurvivesDeletionResetAndRefusal(t, { queue, under: 'the second instance', lines: { deletion: [1], errors: [4] }, start: (legacy) => ({
+    label: `startWorkers(url, "${legacy}", ${prefetch}, handle)`, call: () => t.target.startWorkers(t.url, legacy, prefetch, handle) }) });
   t.note(`${prefetch} handlers at a time, ${total} messages of ${handlerMs} ms: done in about ${Math.ceil(total / prefetch) * handlerMs} ms instead of ${total * handlerMs} ms one by one.`);
 });
 

@@ -1,13 +1,16 @@
 // Check 5.3: shutdown() called while handlers are running stops new deliveries, lets the
 // running handlers finish and answer (one of them fails: its message is requeued), closes the
 // connection, and only then resolves. A second instance then finds exactly the messages that were
-// never started, plus the failed one: none lost, none done twice. A third instance survives the
-// queue's deletion (a null message) and a reset connection; a refused declaration must reject
-// with the broker's error and close the connection.
+// never started, plus the failed one: none lost, none done twice. Another consumer is shut down
+// just as a message is on its way (the broker sends it before it takes the cancel): shutdown()
+// must wait for that handler too. A third instance survives the queue's deletion (a null
+// message) and a reset connection; a refused declaration must reject with the broker's error and close the
+// connection.
 import { defineCheck } from '../../runner/check/context.js';
 import { expectQuorumQueue } from '../../runner/check/topology.js';
+import { onSent } from '../../runner/check/frames.js';
 import type * as Exercise from '../../exercises/05-consumers/03-shutdown.js';
-import { expectRefusedDeclaration, expectSurvivesReset, learnerConnectionsOpen, plural } from './support.js';
+import { expectSurvivesDeletionResetAndRefusal, pause, plural } from './support.js';
 
 export default defineCheck<typeof Exercise>(async (t) => {
   const queue = 'emails';
@@ -192,9 +195,52 @@ export default defineCheck<typeof Exercise>(async (t) => {
     });
   }
   t.observe('2b', `read from the broker while 2 handlers still ran: ${failing}, whose handle() rejected, was back in the queue at once`);
+  t.expectRejectsNotNacks([1, '2b'], `When handle() rejected ${failing}`);
   t.observe(['1', '2c'], `read from the broker after shutdown(): ${expectedLeft} messages ready, the ${expectedLeft - 1} never started and ${failing}, requeued; every finished one acked before the channel closed`);
 
-  // 4. A second instance takes the rest: every email exactly once.
+  // 4. A message on its way when the cancel goes out: an ack frees a slot just before shutdown()
+  //    begins, and the broker sends the next message before it takes the cancel (measured: every
+  //    time). It arrives before the cancel's answer, and shutdown() must wait for its handler too.
+  const lateQueue = 'newsletters';
+  const late = Array.from({ length: 6 }, (_, i) => `late-${i + 1}`);
+  const lateHeld = new Map<string, () => void>();
+  const lateDone = new Set<string>();
+  const lateService = await t.call(`start(url, "${lateQueue}", handle)`, () =>
+    t.target.start(t.url, lateQueue, async (text: string) => {
+      await new Promise<void>((resolve) => lateHeld.set(text, resolve));
+      lateDone.add(text);
+    }),
+  );
+  await t.publish(lateQueue, late);
+  await t.waitFor(() => lateHeld.size === 5, 2000, 5);
+  const acked = new Promise<void>((resolve) => {
+    const stop = onSent((_, m) => m.name === 'basic.ack' && (stop(), resolve()));
+  });
+  lateHeld.get('late-1')?.();
+  await Promise.race([acked, pause(500)]);
+  t.provoke(['2a', '2b'], 'let late-1 finish and called shutdown() right after its ack: the broker hands over late-6 before it takes the cancel');
+  let lateResolved = false;
+  const lateShutdown = t.call(`shutdown() of the consumer of "${lateQueue}"`, () => lateService.shutdown()).then(() => void (lateResolved = true));
+  lateShutdown.catch(() => undefined); // awaited below
+  await t.waitFor(() => lateHeld.has('late-6'), 300, 5);
+  for (const text of late.slice(1, 5)) lateHeld.get(text)?.();
+  await Promise.race([lateShutdown, pause(200)]);
+  const inTransit = lateHeld.has('late-6') && !lateDone.has('late-6');
+  if (inTransit && lateResolved) {
+    t.fail({
+      summary: 'shutdown() resolved while handle("late-6") was still running: late-6 arrived between your cancel and the broker\'s answer to it, and your shutdown did not wait for it.',
+      expected: 'shutdown() waits for every handler started before the cancel took effect, late-6 included',
+      saw: 'late-6 delivered after shutdown() began and before the cancel was confirmed; shutdown() resolved while its handler still ran',
+      why: "channel.cancel() is a round trip: messages the broker sent before it took the cancel still arrive, until its answer (basic.cancel-ok). Only when await channel.cancel() resolves is the set of running handlers complete. Collected before that, it misses them, and closing the channel under them hands their messages to the next instance: done twice.",
+      fix: 'await channel.cancel(consumerTag) first, then await Promise.all(inFlight), then close.',
+      link: t.ui('queues', lateQueue),
+    });
+  }
+  lateHeld.get('late-6')?.();
+  await lateShutdown;
+  t.observe(['2a', '2b'], inTransit ? 'late-6, delivered after shutdown() began but before the cancel was confirmed, was waited for' : 'shutdown() with a message on its way (the broker took the cancel first this time)');
+
+  // 5. A second instance takes the rest: every email exactly once.
   shutdownBegan = false;
   const second = await t.call(`start(url, "${queue}", handle) again`, () => t.target.start(t.url, queue, handle));
   await t.waitFor(() => calls.size >= total && (calls.get(failing) ?? 0) >= 2 && held.size === 0, 3000);
@@ -223,34 +269,9 @@ export default defineCheck<typeof Exercise>(async (t) => {
   }
   t.observe('2c', `the second instance handled the ${expectedLeft} left: every email exactly once, none lost`);
 
-  // 5. A third instance: the queue deleted under it, its connection reset.
+  // 6. A third instance: the queue deleted under it, its connection reset.
   await t.call(`start(url, "${queue}", handle) a third time`, () => t.target.start(t.url, queue, handle));
-  const ch = await t.channel();
-  await ch.deleteQueue(queue);
-  await ch.close();
-  t.provoke(1, `deleted "${queue}" under the third instance: the broker cancels its consumer, and amqplib calls your callback with null`);
-  // The cancel reaches your connection a moment later, later still on a busy machine: give a throw time to show.
-  await t.waitFor(() => learnerConnectionsOpen(t) === 0, 400, 10);
-  if (learnerConnectionsOpen(t) === 0) {
-    t.fail({
-      summary: `When the broker cancelled your consumer (the checker deleted "${queue}"), your message callback threw, and amqplib closed your connection.`,
-      expected: 'the callback returns at once on a null message; the connection stays open',
-      saw: 'your connection closed right after the cancel',
-      why: 'When the broker cancels a consumer (its queue was deleted, or a quorum queue lost its leader), amqplib calls the callback once more, with null. msg.content on null throws, inside amqplib: it takes that for a broken connection and closes it.',
-      fix: 'Begin the callback with: if (msg === null) return;',
-      link: t.ui('connections'),
-    });
-  }
-  t.observe(1, 'your connection is still open after the null message: the callback skipped it');
-  await expectSurvivesReset(t, [3], 'of the third instance');
-
-  await expectRefusedDeclaration(t, {
-    lines: [3],
-    queue: 'emails.legacy',
-    existing: { durable: true, arguments: { 'x-queue-type': 'classic' } },
-    what: 'a classic queue',
-    label: 'start(url, "emails.legacy", handle)',
-    call: () => t.target.start(t.url, 'emails.legacy', handle),
-  });
+  await expectSurvivesDeletionResetAndRefusal(t, { queue, under: 'the third instance', lines: { deletion: [1], errors: [3] }, start: (legacy) => ({
+    label: `start(url, "${legacy}", handle)`, call: () => t.target.start(t.url, legacy, handle) }) });
   t.note(`shutdown() waited for ${startedBefore.length} running handlers (one failed, and was requeued); the second instance handled the ${expectedLeft} left.`);
 });

@@ -5,6 +5,7 @@
 // while a handler is still running; answering that message late must not crash the process.
 // stop() shuts everything down.
 import { defineCheck } from '../../runner/check/context.js';
+import { connectionsSince } from '../../runner/check/frames.js';
 import type * as Exercise from '../../exercises/05-consumers/05-rascal.js';
 import { clock, closeAsOperator, pause, ScriptedHandler } from './support.js';
 
@@ -44,10 +45,10 @@ export default defineCheck<typeof Exercise>(async (t) => {
     });
   }
 
-  // Messages: handled as text, acked; a failed one requeued.
+  // Messages: handled as text, acked; a failed one requeued. No content type: rascal hands over such a body as a Buffer.
   const first = ['payment-1', 'payment-2'];
-  await t.publish(queue, first);
-  t.provoke(3, 'published payment-1 and payment-2; handle() rejects payment-2 once');
+  await t.publish(queue, first, { contentType: undefined });
+  t.provoke(3, 'published payment-1 and payment-2, with no content type; handle() rejects payment-2 once');
   if (!(await t.waitFor(() => missing(first).length === 0, 3000))) {
     const requeueMissing = handler.count('payment-2') === 1 && handler.finished('payment-1');
     t.fail({
@@ -69,10 +70,26 @@ export default defineCheck<typeof Exercise>(async (t) => {
       summary: `handle() got ${Buffer.isBuffer(notText) ? 'a Buffer' : `a ${typeof notText}`}, not the body as a string.`,
       expected: 'handle("payment-1"): a string',
       saw: show(),
-      why: "Rascal hands over the content decoded by content type, and a Buffer when it does not know the type. The handler works with text.",
+      why: "Rascal hands over the content decoded by its content type: a string for text/plain, an object for application/json, and a Buffer when there is none, as for these payments. The handler works with text.",
       fix: 'handle(String(content))',
     });
   }
+
+  // The failed payment went back as itself: a nack with requeue, not an ack and a copy.
+  if (t.sent('basic.nack', 'basic.reject').every((m) => !m.requeue)) {
+    const copies = t.sent('basic.publish').length;
+    t.fail({
+      summary: copies
+        ? 'When handle() rejected payment-2, your subscription acked it and published a copy (rascal\'s republish strategy), instead of nacking it with requeue.'
+        : 'When handle() rejected payment-2, your subscription did not nack it with requeue, yet it came back.',
+      expected: "ackOrNack(err, { strategy: 'nack', requeue: true }): a basic.nack with requeue",
+      saw: `no nack with requeue; ${copies} basic.publish from your connection`,
+      why: 'A copy is a new message: it goes to the back of the queue, and the broker counts its deliveries from zero again, so a quorum queue\'s delivery limit (RabbitMQ 4.0 to 4.2, or a delivery-limit policy) can never stop a payment that fails every time; rascal\'s own count of republishes stops nothing without attempts. A nack with requeue gives the broker the same message back.',
+      fix: "ackOrNack(err, { strategy: 'nack', requeue: true }) when handle() rejects.",
+      link: t.ui('queues', queue),
+    });
+  }
+  t.observe(3, 'read the frames your connection sent: payment-2 went back with a basic.nack, requeue');
 
   // The operator closes the connection (management UI, "Force Close") while payment-3 is being handled.
   await t.publish(queue, ['payment-3']);
@@ -140,7 +157,7 @@ export default defineCheck<typeof Exercise>(async (t) => {
   t.observe(3, 'every payment reached handle() as a string, once, plus once after its failure or the lost connection');
 
   t.provoke(5, 'called stop()');
-  await t.call('stop()', () => consumer.stop(), { timeoutMs: 8000 });
+  await t.expectClosedOnReturn('stop()', connectionsSince(), () => consumer.stop(), { closer: 'broker.shutdown()', timeoutMs: 8000 });
   await t.expectConnectionsClosed('stop()');
   const left = await t.messageCount(queue);
   if (left > 0) {

@@ -1,11 +1,14 @@
 // Check 5.6: connectWithHeartbeat(url, 5) runs with a 5 s heartbeat, and connectWithHeartbeat(url)
-// with the broker's own proposal, as the broker reports them (the connection's "timeout"). Both
-// come back open; the checker then resets them, and the process must survive it.
+// with the broker's proposal, as the broker reports them (the connection's "timeout"). The checker
+// plays a broker that proposes 90 s (not the usual 60, which a hard-coded default would match),
+// and hands over a URL with a query already (?locale=en_US). Both connections come back open; the
+// checker then resets them, and the process must survive it.
 import type { ChannelModel } from 'amqplib';
 import { defineCheck } from '../../runner/check/context.js';
 import type { ConnectionInfo } from '../../runner/broker/management.js';
 import type * as Exercise from '../../exercises/05-consumers/06-heartbeat.js';
-import { expectSurvivesReset, learnerConnectionsOpen } from './support.js';
+import { connectionsSince } from '../../runner/check/frames.js';
+import { expectSurvivesReset, learnerConnectionsOpen, proposeHeartbeat } from './support.js';
 
 const localPort = (c: ChannelModel) => (c.connection as unknown as { stream?: { localPort?: number } }).stream?.localPort;
 /** What connectWithHeartbeat() returned, if it is an open amqplib connection (a ChannelModel). */
@@ -13,13 +16,18 @@ const isConnection = (c: unknown): c is ChannelModel => typeof (c as ChannelMode
 
 export default defineCheck<typeof Exercise>(async (t) => {
   const seconds = 5;
-  // The checker's own connection states no preference: its heartbeat is the broker's proposal.
+  const proposed = 90;
+  // A URL with a query of its own: the heartbeat is one more parameter, not a second '?'.
+  const url = `${t.url}?locale=en_US`;
+  // The checker's own connection states no preference: its heartbeat is the broker's own proposal.
   await (await t.channel()).close();
+  const broker = proposeHeartbeat(t, proposed);
 
-  t.provoke(1, `called connectWithHeartbeat(url, ${seconds})`);
-  const asked: unknown = await t.call(`connectWithHeartbeat(url, ${seconds})`, () => t.target.connectWithHeartbeat(t.url, seconds));
+  t.provoke([1, 2], `plays a broker that proposes a heartbeat of ${proposed} s (as heartbeat = ${proposed} in rabbitmq.conf would) to your connections`);
+  t.provoke(1, `called connectWithHeartbeat("…/${t.vhost}?locale=en_US", ${seconds})`);
+  const asked: unknown = await t.call(`connectWithHeartbeat(url, ${seconds})`, () => t.target.connectWithHeartbeat(url, seconds));
   t.provoke(2, 'called connectWithHeartbeat(url), with no heartbeat');
-  const plain: unknown = await t.call('connectWithHeartbeat(url)', () => t.target.connectWithHeartbeat(t.url));
+  const plain: unknown = await t.call('connectWithHeartbeat(url)', () => t.target.connectWithHeartbeat(url)).finally(broker.dispose);
   for (const [label, c] of [[`connectWithHeartbeat(url, ${seconds})`, asked], ['connectWithHeartbeat(url)', plain]] as const) {
     if (!isConnection(c)) {
       t.fail({
@@ -64,12 +72,26 @@ export default defineCheck<typeof Exercise>(async (t) => {
     }
     const { checker, asked: a, plain: p } = listed!;
     t.observe(3, 'the management API lists both your connections, open, after the calls returned');
-    const proposal = checker.timeout ?? 0;
-    t.log(`the broker proposes a heartbeat of ${proposal} s; your connections run with ${a.timeout} s and ${p.timeout} s`);
+    // The broker's proposal as your connection read it: the checker's, where its handshake went by unchanged.
+    const proposalTo = (port: number | undefined) => (broker.proposedTo(port) ? proposed : (checker.timeout ?? 0));
+    const proposal = proposalTo(ports[1]);
+    t.log(`the broker proposed ${proposalTo(ports[0])} s and ${proposal} s; your connections run with ${a.timeout} s and ${p.timeout} s`);
     const heartbeatOf = (c: ConnectionInfo) => c.timeout ?? 0;
+    const locale = connectionsSince().find((c) => c.socket.localPort === ports[0])?.locale;
 
+    if (heartbeatOf(a) !== seconds && locale?.includes('heartbeat')) {
+      t.fail({
+        summary: `connectWithHeartbeat(url, ${seconds}) runs with a heartbeat of ${heartbeatOf(a)} s, the broker's proposal: "heartbeat=${seconds}" ended up inside the URL's locale, not as a parameter of its own.`,
+        expected: `…?locale=en_US&heartbeat=${seconds}: heartbeat ${seconds} s`,
+        saw: `the locale your connection sent: ${JSON.stringify(locale)}; heartbeat ${heartbeatOf(a)} s`,
+        why: "The URL you are given may carry a query already (here ?locale=en_US). Appending '?heartbeat=…' to it starts no new parameter: a second '?' is just a character of the locale's value, and the heartbeat you asked for never reaches the broker.",
+        fix: `const target = new URL(url); target.searchParams.set('heartbeat', String(seconds)); amqp.connect(target.href)`,
+        link: t.ui('connections'),
+      });
+    }
     if (heartbeatOf(a) !== seconds) {
       const got = heartbeatOf(a);
+      const proposal = proposalTo(ports[0]);
       t.fail({
         summary:
           got === 0
@@ -100,7 +122,9 @@ export default defineCheck<typeof Exercise>(async (t) => {
         why:
           got === 0
             ? 'Since amqplib 2.0, heartbeat 0 switches heartbeats off (before, it meant "no preference"). Without heartbeats a connection whose peer vanished (a cable pulled, a VM frozen, a NAT entry dropped) looks alive for a long time: messages wait on a consumer that is gone.'
-            : 'With no value asked for, the client should accept what the broker proposes.',
+            : got === 60 && proposal !== 60
+              ? `With no value asked for, the client accepts what the broker proposes. 60 s is RabbitMQ's usual proposal, not a rule: this broker proposed ${proposal} s (as one with heartbeat = ${proposal} in rabbitmq.conf does), and your code asked for 60 s of its own.`
+              : 'With no value asked for, the client should accept what the broker proposes.',
         fix: 'When seconds is undefined, leave the heartbeat out of the URL altogether.',
         link: t.ui('connections'),
       });

@@ -141,7 +141,20 @@ export default defineCheck<typeof Exercise>(async (t) => {
       link: t.ui('queues', queue),
     });
   }
-  t.observe(2, "read your messages from the broker: bodies as sent, deliveryMode 2, expiration '30000' for 30 s and '2010' for 2.01 s");
+  // And the other way: 4.03 * 1000 is 4030.0000000000005, a hair above the millisecond.
+  await t.call(`sendExpiring(url, "${queue}", "code-2b", 4.03)`, () => send('code-2b', 4.03));
+  const m2b = await take('code-2b', 4.03);
+  if (m2b.properties.expiration !== '4030') {
+    t.fail({
+      summary: `For 4.03 s the message's expiration is ${JSON.stringify(m2b.properties.expiration)}, not '4030'${m2b.properties.expiration === '4031' ? ': rounded up to the next millisecond' : ''}.`,
+      expected: "expiration '4030'",
+      saw: `expiration ${JSON.stringify(m2b.properties.expiration)}`,
+      why: "Seconds times 1000 is seldom exact in JavaScript: 2.01 * 1000 is 2009.9999999999998, 4.03 * 1000 is 4030.0000000000005. Cut off (Math.floor) the first is a millisecond short; rounded up (Math.ceil) the second is a millisecond long. Only rounding to the nearest gets both.",
+      fix: 'expiration: String(Math.round(ttlSeconds * 1000))',
+      link: t.ui('queues', queue),
+    });
+  }
+  t.observe(2, "read your messages from the broker: bodies as sent, deliveryMode 2, expiration '30000' for 30 s, '2010' for 2.01 s and '4030' for 4.03 s");
 
   // 3. Expiry happens at the head of the queue. A message without TTL stands in front of a code of 0.3 s.
   await t.publish(queue, ['not a code: no TTL']);

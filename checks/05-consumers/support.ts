@@ -1,11 +1,13 @@
 // Small helpers for chapter 5's checks: the failures they cause (a refused declaration, a reset
-// connection, a cut before the confirm) and the handler they pass in (one that holds, fails, hangs).
+// connection, a cut before the confirm), a broker that proposes another heartbeat, and the handler
+// they pass in (one that holds, fails, hangs).
 import dc from 'node:diagnostics_channel';
 import type { Socket } from 'node:net';
 import type { CheckContext } from '../../runner/check/context.js';
 import type { ContractRef } from '../../runner/check/contract.js';
 import { CheckFailure } from '../../runner/check/verdict.js';
 import { openConnectionsTo } from '../../runner/check/socket-tracker.js';
+import { onSent } from '../../runner/check/frames.js';
 
 type Ctx = CheckContext<unknown>;
 
@@ -39,6 +41,34 @@ export async function closeAsOperator(t: Ctx, queue: string): Promise<void> {
 /** How many connections to the broker the code under check has open right now (seen at the socket, at once). */
 export function learnerConnectionsOpen(t: Ctx): number {
   return openConnectionsTo(Number(new URL(t.url).port || 5672)).length;
+}
+
+/**
+ * Deletes `queue` under the learner's consumer: the broker cancels the consumer, and amqplib
+ * calls the message callback with null. Fails when the learner's connection closed over it (the
+ * callback threw on the null), or was replaced by a new one (a recovering consumer reconnected).
+ * `under` names the consumer in the log, e.g. "the second consumer".
+ */
+export async function expectSurvivesQueueDeletion(t: Ctx, o: { queue: string; lines: ContractRef[]; under: string }): Promise<void> {
+  const openedBefore = t.connectionsOpened();
+  const ch = await t.channel();
+  await ch.deleteQueue(o.queue);
+  await ch.close();
+  t.provoke(o.lines, `deleted "${o.queue}" under ${o.under}: the broker cancels it, and amqplib calls your callback with null`);
+  const closed = () => learnerConnectionsOpen(t) === 0 || t.connectionsOpened() > openedBefore;
+  // The cancel reaches your connection a moment later, later still on a busy machine: give a throw time to show.
+  await t.waitFor(closed, 400, 10);
+  if (closed()) {
+    t.fail({
+      summary: `When the broker cancelled your consumer (the checker deleted "${o.queue}"), your message callback threw, and amqplib closed your connection.`,
+      expected: 'the callback returns at once on a null message; the connection stays open',
+      saw: 'your connection closed right after the cancel',
+      why: 'When the broker cancels a consumer (its queue was deleted, or a quorum queue lost its leader), amqplib calls the callback once more, with null. msg.content on null throws, inside amqplib: it takes that for a broken connection and closes it, with every other consumer and publisher on it.',
+      fix: 'Begin the callback with: if (msg === null) return;',
+      link: t.ui('connections'),
+    });
+  }
+  t.observe(o.lines, 'your connection is still open after the null message: the callback skipped it');
 }
 
 /** Declares `queue` with the checker's own channel (as someone else would have), with `options`. */
@@ -126,43 +156,76 @@ export async function expectSurvivesReset(t: Ctx, lines: ContractRef[], what: st
 }
 
 /**
+ * What a running consumer meets, in turn: its queue deleted under it (amqplib passes the callback
+ * a null), its connection reset (ECONNRESET), and then a start whose declaration the broker
+ * refuses (`<queue>.legacy` exists as a classic queue). It must survive the first two, and reject
+ * with the broker's error and close its connection on the third. `start(queue)` starts another
+ * consumer of `queue`, and names the call.
+ */
+export async function expectSurvivesDeletionResetAndRefusal(
+  t: Ctx,
+  o: { queue: string; under: string; lines: { deletion: ContractRef[]; errors: ContractRef[] }; start: (queue: string) => { label: string; call: () => Promise<unknown> } },
+): Promise<void> {
+  await expectSurvivesQueueDeletion(t, { queue: o.queue, lines: o.lines.deletion, under: o.under });
+  await expectSurvivesReset(t, o.lines.errors, `of ${o.under}`);
+  const legacy = `${o.queue}.legacy`;
+  await expectRefusedDeclaration(t, { lines: o.lines.errors, queue: legacy, existing: { durable: true, arguments: { 'x-queue-type': 'classic' } }, what: 'a classic queue', ...o.start(legacy) });
+}
+
+/**
  * Cuts the learner's connection (ECONNRESET) right after it writes its first basic.publish, so
- * that the broker's confirm can never arrive. Watches only sockets opened after the call.
+ * that the broker's confirm can never arrive.
  */
 export function cutAfterFirstPublish(t: Ctx): { cut: () => boolean; dispose: () => void } {
-  const port = Number(new URL(t.url).port || 5672);
   let done = false;
+  const dispose = onSent((c, m) => {
+    if (done || m.name !== 'basic.publish') return;
+    done = true;
+    t.log('your code published: the checker resets its connection before the broker can confirm (ECONNRESET)');
+    // At once: a confirm read before the reset would make the learner's close() wait forever (amqplib).
+    c.socket.destroy(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET', errno: -104, syscall: 'read' }));
+  });
+  return { cut: () => done, dispose };
+}
+
+/**
+ * Plays a broker whose heartbeat proposal is `seconds` (rabbitmq.conf: heartbeat = …) for the
+ * connections the code under check opens from now on: rewrites the heartbeat of the
+ * connection.tune they read. A client with no preference accepts it, and tells the broker so
+ * in its tune-ok, which the management API then reports. Answers, by local port, whose
+ * connection got the proposal.
+ */
+export function proposeHeartbeat(t: Ctx, seconds: number): { proposedTo: (localPort: number | undefined) => boolean; dispose: () => void } {
+  const port = Number(new URL(t.url).port || 5672);
+  const proposed = new Set<number>();
   const onSocket = (message: unknown) => {
     const socket = (message as { socket: Socket }).socket;
-    // Node sets up the socket's write() after announcing it: wrap it once the socket is connected.
     socket.once('connect', () => {
       if (socket.remotePort !== port) return;
-      const write = socket.write.bind(socket) as (...args: unknown[]) => boolean;
-      socket.write = ((chunk: unknown, ...rest: unknown[]) => {
-        const ok = write(chunk, ...rest);
-        if (!done && Buffer.isBuffer(chunk) && holdsPublish(chunk)) {
-          done = true;
-          t.log('your code published: the checker resets its connection before the broker can confirm (ECONNRESET)');
-          // At once: a confirm read before the reset would make the learner's close() wait forever (amqplib).
-          socket.destroy(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET', errno: -104, syscall: 'read' }));
+      const read = socket.read;
+      let skip = 0; // bytes of a frame begun in an earlier chunk
+      socket.read = function (this: Socket, ...args: unknown[]) {
+        const chunk = (read as (...a: unknown[]) => unknown).apply(this, args);
+        if (!Buffer.isBuffer(chunk)) return chunk;
+        let at = skip;
+        // Frames: type, channel (2), size (4), payload, 0xCE. connection.tune: class 10, method 30,
+        // channel-max (2), frame-max (4), heartbeat (2).
+        for (; at + 7 <= chunk.length; at += 8 + chunk.readUInt32BE(at + 3)) {
+          if (chunk[at] === 1 && at + 19 <= chunk.length && chunk.readUInt16BE(at + 7) === 10 && chunk.readUInt16BE(at + 9) === 30) {
+            chunk.writeUInt16BE(seconds, at + 17);
+            proposed.add(socket.localPort ?? 0);
+            socket.read = read; // the handshake is past: read as usual
+            return chunk;
+          }
         }
-        return ok;
-      }) as Socket['write'];
+        if (at < chunk.length) socket.read = read; // a frame header split across reads: give up
+        skip = at - chunk.length;
+        return chunk;
+      } as Socket['read'];
     });
   };
   dc.subscribe('net.client.socket', onSocket);
-  return { cut: () => done, dispose: () => dc.unsubscribe('net.client.socket', onSocket) };
-}
-
-/** True when the AMQP frames in `chunk` include a basic.publish (class 60, method 40). */
-function holdsPublish(chunk: Buffer): boolean {
-  for (let at = 0; at + 11 <= chunk.length; ) {
-    const type = chunk[at];
-    const size = chunk.readUInt32BE(at + 3);
-    if (type === 1 && chunk.readUInt16BE(at + 7) === 60 && chunk.readUInt16BE(at + 9) === 40) return true;
-    at += 7 + size + 1;
-  }
-  return false;
+  return { proposedTo: (localPort) => localPort !== undefined && proposed.has(localPort), dispose: () => dc.unsubscribe('net.client.socket', onSocket) };
 }
 
 /** What the checker's handler does with one message: resolve at once, hold until released, never settle, or reject first. */

@@ -7,7 +7,8 @@
 import { defineCheck } from '../../runner/check/context.js';
 import type * as Exercise from '../../exercises/06-patterns/01-work-queue.js';
 import { expectQuorumQueue } from '../../runner/check/topology.js';
-import { connectionMark, connectionsSince, cutConnectionsAndSurvive, deleteQueueUnderConsumer, expectClosedOnReturn, expectMethods, simulatedWorker, type AmqpConnection, type TaskScript } from './support.js';
+import { connectionMark, connectionsSince, type AmqpConnection } from '../../runner/check/frames.js';
+import { cutConnectionsAndSurvive, deleteQueueUnderConsumer, expectMethods, simulatedWorker, type TaskScript } from './support.js';
 
 const TASKS = 30;
 const SLOW_MS = 200;
@@ -205,6 +206,7 @@ export default defineCheck<typeof Exercise>(async (t) => {
     });
   }
   t.observe(3, `"${ELSEWHERE}" failed on the ${script.firstTakenBy?.get(ELSEWHERE)}, went back to the queue, and the other worker did it`);
+  t.expectRejectsNotNacks(3, 'When work() rejected');
 
   // 5. stop() while a task is in progress: it must go back to the queue, not be acked.
   await t.publish(queue, [HANG]);
@@ -212,8 +214,8 @@ export default defineCheck<typeof Exercise>(async (t) => {
     t.fail({ summary: `The task "${HANG}" never reached work(): the workers stopped taking tasks.`, fix: 'Ack (or reject) every task exactly once, so that the broker keeps sending the next one.' });
   }
   t.provoke([3, 5], `called stop() on both workers while work("${HANG}") was still in progress`);
-  await expectClosedOnReturn(t, 'stop() on the slow worker', connectionsOf.get(slowWorker)!, () => slowWorker.stop());
-  await expectClosedOnReturn(t, 'stop() on the fast worker', connectionsOf.get(fastWorker)!, () => fastWorker.stop());
+  await t.expectClosedOnReturn('stop() on the slow worker', connectionsOf.get(slowWorker)!, () => slowWorker.stop());
+  await t.expectClosedOnReturn('stop() on the fast worker', connectionsOf.get(fastWorker)!, () => fastWorker.stop());
   await t.expectConnectionsClosed('stop()');
   await t.queue(queue, { why: 'stop() stops one worker; the queue, and the tasks in it, belong to every worker.', fix: 'In stop(), cancel the consumer and close the connection; never delete the queue.' });
   const consumersLeft = await t.consumerCount(queue);

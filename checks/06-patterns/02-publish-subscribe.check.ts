@@ -5,7 +5,8 @@
 import { defineCheck } from '../../runner/check/context.js';
 import type * as Exercise from '../../exercises/06-patterns/02-publish-subscribe.js';
 import { expectExchange } from '../../runner/check/topology.js';
-import { connectionMark, connectionsSince, cutConnectionsAndSurvive, describeValue, expectClosedOnReturn, expectMethods, publishToExchange, unsettled, type AmqpConnection } from './support.js';
+import { connectionMark, connectionsSince, unsettled, type AmqpConnection } from '../../runner/check/frames.js';
+import { cutConnectionsAndSurvive, describeValue, expectMethods, publishToExchange } from './support.js';
 
 export default defineCheck<typeof Exercise>(async (t) => {
   const exchange = 'news';
@@ -125,7 +126,7 @@ export default defineCheck<typeof Exercise>(async (t) => {
   const leaving = queuesOf[1]!;
   const openBefore = t.connectionsOpen();
   t.provoke([2, 5], 'called stop() on subscriber 2');
-  await expectClosedOnReturn(t, 'stop() on subscriber 2', connectionsOf[1]!, () => subs[1]!.stop());
+  await t.expectClosedOnReturn('stop() on subscriber 2', connectionsOf[1]!, () => subs[1]!.stop());
   if (!(await t.waitFor(() => t.connectionsOpen() < openBefore, 500))) {
     t.fail({
 

@@ -6,7 +6,8 @@
 import { defineCheck } from '../../runner/check/context.js';
 import type * as Exercise from '../../exercises/06-patterns/03-event-bus.js';
 import { expectExchange, expectQuorumQueue } from '../../runner/check/topology.js';
-import { connectionMark, connectionsSince, cutConnectionsAndSurvive, deleteQueueUnderConsumer, describeValue, expectClosedOnReturn, expectMethods, publishToExchange, type AmqpConnection } from './support.js';
+import { connectionMark, connectionsSince, type AmqpConnection } from '../../runner/check/frames.js';
+import { cutConnectionsAndSurvive, deleteQueueUnderConsumer, describeValue, expectMethods, publishToExchange } from './support.js';
 
 const EXCHANGE = 'events';
 const SERVICES = [
@@ -194,11 +195,12 @@ export default defineCheck<typeof Exercise>(async (t) => {
     });
   }
   t.observe(4, `each failed event came back and was handled: ${RETRIES.map(([text]) => `"${text}" ${calls(text)} times`).join(', ')}`);
+  t.expectRejectsNotNacks(4, 'When onEvent() rejected');
 
   // 6. "alerts" stops: nothing may come back to its queue (everything was acked), no consumer, no connection.
   const openBefore = t.connectionsOpen();
   t.provoke(6, 'called stop() on "alerts"');
-  await expectClosedOnReturn(t, 'stop() on "alerts"', connectionsOf.get(listeners.get('alerts')!)!, () => listeners.get('alerts')!.stop());
+  await t.expectClosedOnReturn('stop() on "alerts"', connectionsOf.get(listeners.get('alerts')!)!, () => listeners.get('alerts')!.stop());
   const closed = await t.waitFor(() => t.connectionsOpen() < openBefore, 500);
   await t.queue('alerts', { why: 'stop() stops the service; its queue must stay, to keep the events published until it is back.', fix: 'In stop(), cancel the consumer and close the connection; never delete the queue.' });
 
@@ -221,7 +223,7 @@ export default defineCheck<typeof Exercise>(async (t) => {
   t.observe([4, 6], '"alerts" stopped: no consumer, its connection closed, and nothing came back to its queue (every event acked)');
 
   // 2. Downtime: billing stops, an order is placed, billing comes back.
-  await expectClosedOnReturn(t, 'stop() on "billing"', connectionsOf.get(listeners.get('billing')!)!, () => listeners.get('billing')!.stop());
+  await t.expectClosedOnReturn('stop() on "billing"', connectionsOf.get(listeners.get('billing')!)!, () => listeners.get('billing')!.stop());
   await publishToExchange(t, EXCHANGE, [['order.placed', 'placed while billing was down']]);
   t.provoke(2, 'published "order.placed" while "billing" was stopped');
   const waiting = await t.mgmt.queue(t.vhost, 'billing').then((q) => (q ? t.messageCount('billing') : -1));
@@ -311,7 +313,7 @@ export default defineCheck<typeof Exercise>(async (t) => {
   await t.waitFor(() => inProgress() >= PREFETCH + HELD, 1500);
   await deleteQueueUnderConsumer(t, 'billing', 5);
   t.provoke(6, 'called stop() on "billing" after its consumer was cancelled');
-  await expectClosedOnReturn(t, 'stop() on "billing"', connectionsOf.get(billingAgain)!, () => billingAgain.stop());
+  await t.expectClosedOnReturn('stop() on "billing"', connectionsOf.get(billingAgain)!, () => billingAgain.stop());
   await t.expectConnectionsClosed('stop()');
   t.observe(6, 'every connection closed');
 });

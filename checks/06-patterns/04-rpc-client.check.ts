@@ -5,7 +5,8 @@
 // still waiting; then a second client whose connection is cut: its next call must fail at once.
 import { defineCheck } from '../../runner/check/context.js';
 import type * as Exercise from '../../exercises/06-patterns/04-rpc-client.js';
-import { connectionMark, connectionsSince, cutConnectionsAndSurvive, describeValue, expectClosedOnReturn, expectMethods, pendingTimers, settleWithin, startReferenceServer, stillReachable, type ServerPlan, type Settled } from './support.js';
+import { connectionMark, connectionsSince } from '../../runner/check/frames.js';
+import { cutConnectionsAndSurvive, describeValue, expectMethods, pendingTimers, settleWithin, startReferenceServer, stillReachable, type ServerPlan, type Settled } from './support.js';
 
 const QUEUE = 'rpc';
 const IDLE_QUEUE = 'rpc-idle'; // declared by the checker, consumed by nobody
@@ -273,7 +274,7 @@ export default defineCheck<typeof Exercise>(async (t) => {
   const waitingCall = settleWithin(call('void', 5000), 1000);
   await t.waitFor(() => server.requests.some((r) => r.body === 'void'), 1000);
   t.provoke(5, `called close() while ${label('void', 5000)} waits for a reply that will never come`);
-  await expectClosedOnReturn(t, 'close()', clientConnections, () => client.close());
+  await t.expectClosedOnReturn('close()', clientConnections, () => client.close());
   const closed = await waitingCall;
   if (closed.status !== 'rejected') {
     t.fail({

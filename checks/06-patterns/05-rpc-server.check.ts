@@ -7,7 +7,8 @@
 import { defineCheck } from '../../runner/check/context.js';
 import type * as Exercise from '../../exercises/06-patterns/05-rpc-server.js';
 import { expectQuorumQueue } from '../../runner/check/topology.js';
-import { connectionMark, connectionsSince, cutConnectionsAndSurvive, deleteQueueUnderConsumer, expectClosedOnReturn, expectMethods, referenceClient, type AmqpConnection } from './support.js';
+import { connectionMark, connectionsSince, type AmqpConnection } from '../../runner/check/frames.js';
+import { cutConnectionsAndSurvive, deleteQueueUnderConsumer, expectMethods, referenceClient } from './support.js';
 
 const QUEUE = 'rpc';
 const DEAD_LETTERS = 'rpc-failed'; // the exchange and the queue of the dead-lettered requests
@@ -136,7 +137,7 @@ export default defineCheck<typeof Exercise>(async (t) => {
   }
 
   t.provoke(6, 'called stop()');
-  await expectClosedOnReturn(t, 'stop()', connectionsOf.get(server)!, () => server.stop());
+  await t.expectClosedOnReturn('stop()', connectionsOf.get(server)!, () => server.stop());
   await t.expectConnectionsClosed('stop()');
   await t.queue(QUEUE, { why: 'stop() stops one server; the queue, and the requests waiting in it, belong to every server.', fix: 'In stop(), cancel the consumer and close the connection; never delete the queue.' });
   const left = await t.messageCount(QUEUE);
@@ -218,13 +219,14 @@ export default defineCheck<typeof Exercise>(async (t) => {
     });
   }
   t.observe(4, `"boom" was handled once and dead-lettered to "${DEAD_LETTERS}" (rejected without requeue), and nothing else was`);
+  t.expectRejectsNotNacks(4, 'When the handler rejected "boom"');
 
   // The consumer is cancelled (its queue deleted), then stop().
   const last = await start(' a third time');
   await t.waitFor(() => inProgress() >= 2 * PREFETCH, 1500);
   await deleteQueueUnderConsumer(t, QUEUE, 5);
   t.provoke(6, 'called stop() after the consumer was cancelled');
-  await expectClosedOnReturn(t, 'stop()', connectionsOf.get(last)!, () => last.stop());
+  await t.expectClosedOnReturn('stop()', connectionsOf.get(last)!, () => last.stop());
   await t.expectConnectionsClosed('stop()');
   t.observe(6, 'every connection closed');
 });

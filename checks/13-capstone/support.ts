@@ -142,10 +142,10 @@ export interface WireRequest {
 
 /**
  * What the proxy does instead of forwarding as usual: answer with a status and a body, not
- * answer at all ('hang'), or forward and then drop the connection before answering
- * ('lose-answer': Odoo committed, the client never hears of it).
+ * answer at all ('hang'), forward it late ({ delayMs }: a slow Odoo), or forward and then
+ * drop the connection before answering ('lose-answer': Odoo committed, the client never hears of it).
  */
-export type Scripted = { status: number; body: string; contentType?: string } | 'hang' | 'lose-answer';
+export type Scripted = { status: number; body: string; contentType?: string } | { delayMs: number } | 'hang' | 'lose-answer';
 
 export interface WireProxy {
   /** Base URL of the proxy (hand it to the client instead of Odoo's). */
@@ -184,7 +184,8 @@ export async function wireProxy(defer: (c: Cleanup) => void, target: string): Pr
     const hit = script.findIndex((x) => x.match(seen));
     const answer = hit >= 0 ? script.splice(hit, 1)[0]!.answer : undefined;
     if (answer === 'hang') return; // the socket is destroyed when the check ends
-    if (answer && answer !== 'lose-answer') {
+    if (answer && typeof answer === 'object' && 'delayMs' in answer) await new Promise((r) => setTimeout(r, answer.delayMs));
+    else if (answer && answer !== 'lose-answer') {
       Object.assign(seen, { status: answer.status, answer: answer.body });
       res.writeHead(answer.status, { 'content-type': answer.contentType ?? 'application/json' });
       return void res.end(answer.body);

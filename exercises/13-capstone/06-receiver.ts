@@ -3,9 +3,9 @@
 //
 // The seed's receiver.py acked on HTTP 200 and, while Odoo was down, held the message and
 // tried again every 5 s, blocking the queue. startReceiver(options) must:
-//   1. consume QUEUE with manual acks, on a confirm channel with `prefetch`, collect up to
-//      `batchSize` messages (or what came within `batchWaitMs`) and hand them to
-//      upsertCustomers() in one go,
+//   1. consume QUEUE with manual acks, on a confirm channel with `prefetch`, collect what comes
+//      within `batchWaitMs` of the first message, and hand it to upsertCustomers() in batches
+//      of at most `batchSize` (an idle receiver calls nobody),
 //   2. per Outcome: 'written' and 'stale' -> ack; 'rejected' -> copy to DEAD_LETTER_QUEUE
 //      with the reason in header 'x-bridge-reason', then ack; a message that is not JSON
 //      is dead-lettered the same way,
@@ -15,14 +15,22 @@
 //      'x-bridge-last-error' = the error's message, then ack: the delay queue brings it back
 //      later and the main queue keeps flowing; past `maxAttempts`, dead-letter it instead,
 //   4. a 'reject' OdooError dead-letters the whole batch with its message; a 'fatal' one
-//      (AccessDenied): stop consuming, give the messages back to the queue (nack with
-//      requeue), log an error that says so, and resolve `halted` with the error's message,
+//      (AccessDenied): stop consuming and give the messages back to the queue (closing the
+//      connection does both), log an error that says so, and resolve `halted` with its message,
 //   5. a copy keeps the body and the properties (persistent, messageId, contentType, type,
 //      timestamp, headers); ack the original only once the broker confirmed its copy, and
-//      give it back (nack with requeue) when the broker refused it,
-//   6. reconnect when the broker goes away, consume again when the queue was deleted;
-//      stats() counts the messages written, stale, retried and dead-lettered, and the batches,
-//   7. stop(): stop consuming, let the batch in hand finish (acked), close the connection.
+//      give it back (nack with requeue) when the broker refused it or the channel closed,
+//   6. reconnect by itself, after 0.5 s and then twice as long each time (at most 10 s), when
+//      the broker goes away or closes its channel (a declaration it refused), as
+//      'bridge receiver'; consume again when the queue was deleted; stats() counts the
+//      messages written, stale, retried and dead-lettered, and the batches,
+//   7. startReceiver() rejects, closing what it opened, when it cannot connect or declare the
+//      topology; stop(): let the batch in hand finish (acked), close the connection; nothing
+//      reconnects afterwards,
+//   8. log through options.log: a warning with the error's message for every error, lost
+//      connection and batch sent to a delay queue, a warning with the reason for every
+//      dead-lettered message, an error when its consumer was cancelled, when it cannot consume
+//      again and when it stops; an info line once consuming; no line without a message.
 import type { ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import { pathToFileURL } from 'node:url';
 import { createLogger, type Logger } from '../../capstone/log.js';
@@ -74,12 +82,9 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
   } = options;
   const odoo = createOdooClient(options.odoo);
   const stats: ReceiverStats = { written: 0, stale: 0, retried: 0, deadLettered: 0, batches: 0 };
-  let prepared: Promise<void> | undefined;
   let stopping = false;
   let halted = false;
   let connection: ChannelModel | undefined;
-  let channel: ConfirmChannel | undefined;
-  let consumerTag: string | undefined;
   let buffer: Held[] = [];
   let timer: NodeJS.Timeout | undefined;
   let working: Promise<void> = Promise.resolve();
@@ -92,20 +97,20 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
     try {
       const ch = await conn.createConfirmChannel();
       ch.on('error', (err: Error) => log.warn('channel error', { error: err.message }));
+      // A channel the broker closed (a declaration it refused) is of no use: start over.
+      ch.on('close', () => void conn.close().catch(() => undefined));
       await assertTopology(ch, retryDelaysMs);
       await ch.prefetch(prefetch); // how many unacked messages we hold at most: our batches come from these
       conn.on('close', () => {
-        if (channel === ch) channel = undefined;
-        buffer = buffer.filter((h) => h.ch !== ch); // unacked on a dead channel: the broker redelivers them
+        // Unacked deliveries of a dead connection go back to the queue by themselves.
         if (!stopping && !halted) {
           log.warn('lost the broker; reconnecting');
           void reconnect();
         }
       });
       connection = conn;
-      channel = ch;
       await consume(ch);
-      log.info('consuming', { queue: QUEUE, prefetch, batchSize });
+      log.info(`consuming "${QUEUE}" (prefetch ${prefetch}, batches of up to ${batchSize})`);
     } catch (err) {
       await conn.close().catch(() => undefined);
       throw err;
@@ -113,7 +118,7 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
   }
 
   async function consume(ch: ConfirmChannel) {
-    const ok = await ch.consume(
+    await ch.consume(
       QUEUE,
       (msg) => {
         if (msg === null) {
@@ -125,12 +130,10 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
           return;
         }
         buffer.push({ ch, msg });
-        if (buffer.length >= batchSize) flush();
-        else timer ??= setTimeout(flush, batchWaitMs);
+        timer ??= setTimeout(flush, batchWaitMs);
       },
       { noAck: false },
     );
-    consumerTag = ok.consumerTag;
   }
 
   async function reconnect() {
@@ -146,13 +149,13 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
     }
   }
 
-  /** Batches are handled one after the other; messages keep arriving meanwhile. */
+  /** Batches of at most batchSize, handled one after the other; messages keep arriving meanwhile. */
   function flush() {
-    clearTimeout(timer);
     timer = undefined;
     working = working.then(async () => {
       while (buffer.length > 0 && !halted && !stopping) {
         const batch = buffer.splice(0, batchSize);
+        // handleBatch() settles every message itself; this only guards against a bug in it.
         await handleBatch(batch).catch((err) => {
           log.error('could not handle a batch; its messages go back to the queue', { error: (err as Error).message });
           batch.forEach(giveBack);
@@ -176,14 +179,14 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
         settled.push(deadLetter(h, `malformed message: ${(err as Error).message}`));
       }
     }
-    if (held.length === 0) return void (await Promise.all(settled));
 
-    // TODO 1: prepare Odoo once (prepared ??= prepareOdoo(odoo), reset it when that fails), then
+    // TODO 1: await prepareOdoo(odoo) (it creates the version field when it is missing), then
     //         const outcomes = await upsertCustomers(odoo, events). For each outcome (same order as held):
     //         'written' / 'stale' -> count it in stats and done.push(h) (acked together below);
     //         'rejected' -> settled.push(deadLetter(h, outcome.reason)).
-    //         If it throws: an OdooError of kind 'fatal' -> return halt(e, held); 'reject' -> dead-letter
-    //         them all with e.message; 'retry' (and anything unexpected) -> settled.push(retryLater(held, e)).
+    //         If it throws: an OdooError of kind 'fatal' -> return halt(err.message); 'reject' -> dead-letter
+    //         them all with err.message; 'retry', and anything that is not an OdooError ->
+    //         settled.push(retryLater(held, err.message)).
     throw new Error('TODO: route the outcomes in exercises/13-capstone/06-receiver.ts');
     await Promise.all(settled);
     ackAll(done);
@@ -196,10 +199,7 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
    */
   function ackAll(done: Held[]) {
     const last = new Map<ConfirmChannel, ConsumeMessage>();
-    for (const h of done) {
-      const prev = last.get(h.ch);
-      if (!prev || prev.fields.deliveryTag < h.msg.fields.deliveryTag) last.set(h.ch, h.msg);
-    }
+    for (const h of done) last.set(h.ch, h.msg); // in delivery order: the last one has the highest tag
     for (const [ch, msg] of last) {
       try {
         ch.ack(msg, true);
@@ -250,47 +250,31 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
 
   async function deadLetter(h: Held, reason: string) {
     // TODO 2: forward(h, DEAD_LETTER_QUEUE, { 'x-bridge-reason': reason });
-    //         ack(h) only if the broker confirmed the copy, otherwise giveBack(h). Count it, log it.
+    //         ack(h) only if the broker confirmed the copy, otherwise giveBack(h).
+    //         stats.deadLettered++, and log.warn('dead-lettered', { reason, messageId }).
     throw new Error(`TODO: dead-letter (${reason}) in exercises/13-capstone/06-receiver.ts`);
   }
 
-  // While Odoo is down every batch fails: sum the warnings up every few seconds.
-  const waits = new Map<string, number>();
-  let lastError = '';
-  const summary = setInterval(() => {
-    for (const [queue, n] of waits) log.warn(`Odoo unavailable: ${n} event(s) sent to ${queue} to wait for a retry`, { error: lastError });
-    waits.clear();
-  }, 5000);
-
-  async function retryLater(held: Held[], err: OdooError) {
-    lastError = err.message;
+  async function retryLater(held: Held[], error: string) {
+    log.warn(`Odoo unavailable: ${held.length} event(s) wait in a delay queue`, { error });
     // TODO 3: for each held message: attempt = (header 'x-bridge-attempt' or 0) + 1.
-    //         Past maxAttempts: deadLetter(h, `gave up after ${maxAttempts} attempts: ${err.message}`).
+    //         Past maxAttempts: deadLetter(h, `gave up after ${maxAttempts} attempts: ${error}`).
     //         Otherwise forward(h, retryQueueFor(attempt, retryDelaysMs), { 'x-bridge-attempt': attempt,
-    //         'x-bridge-last-error': err.message }), then ack(h) if confirmed (giveBack(h) if not);
-    //         stats.retried++ and waits.set(queue, n + 1) for the summary line.
+    //         'x-bridge-last-error': error }), then ack(h) if confirmed (giveBack(h) if not), and stats.retried++.
     throw new Error(`TODO: park ${held.length} message(s) for a retry in exercises/13-capstone/06-receiver.ts`);
   }
 
-  async function halt(err: OdooError, inHand: Held[]) {
+  /** Odoo refused our credentials: closing the connection stops consuming and gives back every message we hold. */
+  async function halt(reason: string) {
     halted = true;
-    clearInterval(summary);
     log.error(
-      `STOPPED CONSUMING: Odoo refused our credentials (${err.message}). Nothing is lost: every event stays in "${QUEUE}". Fix ODOO_USER / ODOO_API_KEY and start the receiver again.`,
+      `STOPPED CONSUMING: Odoo refused our credentials (${reason}). Nothing is lost: every event stays in "${QUEUE}". Fix ODOO_USER / ODOO_API_KEY and start the receiver again.`,
     );
-    if (channel && consumerTag) await channel.cancel(consumerTag).catch(() => undefined);
-    // Everything we hold goes back to the queue (the batch in hand and the buffer).
-    for (const h of [...inHand, ...buffer.splice(0)]) giveBack(h);
     await connection?.close().catch(() => undefined);
-    onHalt(err.message);
+    onHalt(reason);
   }
 
-  try {
-    await setup();
-  } catch (err) {
-    clearInterval(summary);
-    throw err;
-  }
+  await setup();
 
   return {
     stats: () => ({ ...stats }),
@@ -298,9 +282,7 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
     async stop() {
       stopping = true;
       clearTimeout(timer);
-      clearInterval(summary);
-      if (channel && consumerTag) await channel.cancel(consumerTag).catch(() => undefined);
-      await working;
+      await working; // the batch in hand is finished, and acked
       await connection?.close().catch(() => undefined); // what is still buffered goes back to the queue
     },
   };

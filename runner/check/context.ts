@@ -10,6 +10,7 @@ import { explainError } from './explain-error.js';
 import { connectionsOpenedTo, cutConnectionsTo, ignoreSocket, openConnectionsTo } from './socket-tracker.js';
 import { CheckFailure, CheckSkipped, type Finding } from './verdict.js';
 import { refIds, type ContractCoverage, type ContractRef } from './contract.js';
+import { closing, connectionsSince, nackedInsteadOfRejected, sentBy, type AmqpConnection, type SentMethod } from './frames.js';
 
 export interface ContextInit<T> {
   target: T;
@@ -376,6 +377,50 @@ export class CheckContext<T = unknown> {
       });
     }
     await this.expectConnectionsClosed(`${label}, after the broker refused,`);
+  }
+
+  // ---- what the learner's code told the broker (frames.ts) --------------------
+
+  /** Every method frame the code under check has sent so far, in order, optionally only those named. */
+  sent(...names: SentMethod['name'][]): SentMethod[] {
+    return sentBy(connectionsSince(), ...names);
+  }
+
+  /**
+   * The retry rule: fails when the code under check answered a single message with basic.nack
+   * (channel.nack(msg)) where the contract says reject. RabbitMQ 3.10 cannot tell them apart; 4.3
+   * does not count a requeued nack towards a quorum queue's delivery limit. `when` opens the
+   * verdict, e.g. "When handle() rejected" (or one for a nack with requeue, one for a nack without).
+   */
+  expectRejectsNotNacks(lines: ContractRef | ContractRef[], when: string | { retried: string; dropped: string }): void {
+    const finding = nackedInsteadOfRejected(this.sent('basic.nack'), when);
+    if (finding) this.fail(finding);
+    const rejects = this.sent('basic.reject');
+    const requeued = rejects.filter((m) => m.requeue).length;
+    this.observe(lines, `read the frames your code sent: ${rejects.length} basic.reject (${requeued} with requeue, ${rejects.length - requeued} without), no basic.nack of a single message`);
+  }
+
+  /**
+   * Calls `fn` (a stop() or close()) through call() and fails when it returned before the
+   * connections it must close had even begun to close (an un-awaited `closer`), once they turn
+   * out to close a moment later. A connection that stays open is left to the caller's own verdict.
+   */
+  async expectClosedOnReturn(label: string, mine: AmqpConnection[], fn: () => Promise<unknown> | unknown, opts: { closer?: string; timeoutMs?: number } = {}): Promise<void> {
+    const closer = opts.closer ?? 'connection.close()';
+    const open = mine.filter((c) => !closing(c));
+    await this.call(label, fn, { timeoutMs: opts.timeoutMs });
+    const early = open.filter((c) => !closing(c));
+    if (early.length === 0) return;
+    const started = Date.now();
+    if (!(await this.waitFor(() => early.every(closing), 500, 5))) return;
+    this.fail({
+      summary: `${label} returned before ${early.length === 1 ? 'its connection was' : `its ${early.length} connections were`} closed: it did not wait for ${closer}.`,
+      expected: `${label} resolves once the connection is closed: await ${closer}`,
+      saw: `when ${label} returned, the close handshake with the broker had not happened yet; the connection closed about ${Date.now() - started} ms later`,
+      why: 'Whoever awaits stop() counts on everything being closed when it returns: it exits the process, or starts again. Closing is a round trip to the broker; without await, stop() returns first, and a process.exit() right after it cuts the connection before the broker hears the close.',
+      fix: closer === 'connection.close()' ? 'await connection.close() in stop(), after await channel.cancel(consumerTag).' : `await ${closer} in stop().`,
+      link: this.ui('connections'),
+    });
   }
 
   // ---- the broker restarting under the learner's feet ------------------------

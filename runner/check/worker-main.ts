@@ -5,6 +5,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { pathToFileURL } from 'node:url';
 import path from 'node:path';
 import { startTracking } from './socket-tracker.js';
+import { startReadingFrames } from './frames.js';
 import { CheckContext, type Check } from './context.js';
 import { explainError } from './explain-error.js';
 import { classifyCheckError } from './classify-error.js';
@@ -23,6 +24,7 @@ const job: WorkerJob =
 Object.assign(process.env, job.env); // this thread's own copy of the environment
 // Must run before the learner's module is imported, so its sockets are seen.
 startTracking();
+startReadingFrames();
 // stdout and stderr reach the runner separately, each at its own pace; through one stream,
 // what the code under check prints keeps its order in the verdict (console.error included).
 process.stderr.write = process.stdout.write.bind(process.stdout) as typeof process.stderr.write;
