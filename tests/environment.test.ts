@@ -110,9 +110,11 @@ describe('a broken environment ends with exit 2 and its cause, in check and in d
     );
   });
 
+  // RABBITMQ_MANAGEMENT_URL is named without credentials (the runner takes them from RABBITMQ_URL):
+  // the test broker need not be the one on the default port 15672.
   it('the user lacks the administrator tag', async () => {
     await expectEnvironmentProblem(
-      { RABBITMQ_URL: amqpUrl(notAdministrator, PASSWORD) },
+      { RABBITMQ_URL: amqpUrl(notAdministrator, PASSWORD), RABBITMQ_MANAGEMENT_URL: broker.managementUrl },
       new RegExp(`User "${notAdministrator}" of the management API at .* lacks the administrator tag \\(tags: management\\)`),
       new RegExp(`rabbitmqctl set_user_tags ${notAdministrator} administrator`),
     );
@@ -120,7 +122,7 @@ describe('a broken environment ends with exit 2 and its cause, in check and in d
 
   it('the user has no tags at all (the management API refuses it: "Not management user")', async () => {
     await expectEnvironmentProblem(
-      { RABBITMQ_URL: amqpUrl(noPermissions, PASSWORD) },
+      { RABBITMQ_URL: amqpUrl(noPermissions, PASSWORD), RABBITMQ_MANAGEMENT_URL: broker.managementUrl },
       new RegExp(`User "${noPermissions}" of the management API at .* lacks the administrator tag \\(it may not even use the management API\\)`),
       new RegExp(`rabbitmqctl set_user_tags ${noPermissions} administrator`),
     );
