@@ -4,6 +4,7 @@
 // One node per state directory: its name is derived from the directory, a lock file makes
 // concurrent commands wait for one start, and a node whose Erlang VM runs but does not
 // answer yet (booting, or restarted by a check) is waited for, never started twice.
+import { logTail } from './cluster-node.js';
 import { spawn, execFile } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readFileSync, writeFileSync, readSync, closeSync, statSync } from 'node:fs';
 import { randomBytes, createHash } from 'node:crypto';
@@ -205,7 +206,7 @@ async function bootNode(server: string, previous: NodeState | undefined, nodeNam
   writeFileSync(stateFile, JSON.stringify(state, null, 2));
 
   const failed = async () =>
-    exited === undefined ? undefined : `rabbitmq-server exited (code ${exited}) while starting. Its log says:\n${tail(logFile, logStart)}`;
+    exited === undefined ? undefined : `rabbitmq-server exited (code ${exited}) while starting. Its log says:\n${logTail(logFile, logStart)}`;
   return waitUntilUp(state, opts, tick, failed, logStart);
 }
 
@@ -220,7 +221,7 @@ async function waitUntilUp(state: NodeState, opts: StartOptions, tick: () => voi
     if (Date.now() - started > timeoutMs) {
       throw new Error(
         `The private node ${state.nodeName} runs but did not answer within ${timeoutMs / 1000} s (its RabbitMQ application is stopped or stuck). ` +
-          `Stop it with \`npm run broker -- stop\`, then try again. Its logs are in ${path.join(dir, 'log')}; the server's output since then:\n${tail(logFile, logStart)}`,
+          `Stop it with \`npm run broker -- stop\`, then try again. Its logs are in ${path.join(dir, 'log')}; the server's output since then:\n${logTail(logFile, logStart)}`,
       );
     }
     const version = (await isListening(state.amqpPort)) ? await probePrivateNode(state) : undefined;
@@ -260,19 +261,6 @@ function logSize(): number {
   return existsSync(logFile) ? statSync(logFile).size : 0;
 }
 
-function tail(file: string, from: number): string {
-  try {
-    const fd = openSync(file, 'r');
-    const size = statSync(file).size;
-    const start = Math.max(from, size - 3000);
-    const buf = Buffer.alloc(size - start);
-    readSync(fd, buf, 0, buf.length, start);
-    closeSync(fd);
-    return buf.toString('utf8').trim() || '(empty)';
-  } catch {
-    return '(no log)';
-  }
-}
 
 function sleep(ms: number) {
   return new Promise((r) => setTimeout(r, ms));
