@@ -65,7 +65,8 @@ function buildSchemas() {
     number: z.number().int().positive(),
     slug: z.string().regex(/^[a-z0-9-]+$/),
     title: z.string().min(1),
-    exercises: z.array(ExerciseSchema).default([]),
+    // A chapter being written may list no exercises yet (`exercises:` followed by comments only).
+    exercises: z.array(ExerciseSchema).nullish().transform((e) => e ?? []),
   });
 
   const ManifestSchema = z.object({
