@@ -10,8 +10,16 @@ import type { Chapter } from '../manifest/load.js';
 import { vhostUrl, type BrokerInfo } from '../broker/types.js';
 import { enc, managementFor } from '../broker/management.js';
 
-/** What a chapter's demo.ts exports. `say` narrates a step. */
-export type Demo = (url: string, say: (line: string) => void) => Promise<void>;
+/** What a chapter's demo.ts exports. `say` narrates a step; `management` is for demos that use the HTTP API (policies, chapter 7). */
+export type Demo = (url: string, say: (line: string) => void, management: DemoManagement) => Promise<void>;
+
+/** The management API of the demo's broker, and the demo's vhost. */
+export interface DemoManagement {
+  url: string;
+  user: string;
+  password: string;
+  vhost: string;
+}
 
 export function demoVhost(chapter: Chapter): string {
   return `workbook-demo-${String(chapter.number).padStart(2, '0')}`;
@@ -29,7 +37,8 @@ export async function runDemo(chapter: Chapter, broker: BrokerInfo, out: (line: 
   out(pc.dim(`  against RabbitMQ ${broker.version}, ${broker.description}\n`));
   const { demo } = await importModule<{ demo: Demo }>(chapter.demoPath);
   const started = Date.now();
-  await withTimeout(demo(url, (line) => out(`  ${pc.cyan('•')} ${line}`)), 60_000, 'the demo did not finish within 60 s');
+  const management = { url: broker.managementUrl, user: broker.username, password: broker.password, vhost };
+  await withTimeout(demo(url, (line) => out(`  ${pc.cyan('•')} ${line}`), management), 60_000, 'the demo did not finish within 60 s');
   out(pc.dim(`  (${((Date.now() - started) / 1000).toFixed(2)} s)`));
   out(await describeVhost(broker, vhost));
   const login = broker.username === 'guest' && broker.password === 'guest' ? 'user guest, password guest' : `user ${broker.username}`;
