@@ -3,7 +3,7 @@
 //   load --rows N [--rate R]    writes N customers (inserts and updates) into the running bridge's database
 //   verify                      compares Postgres with Odoo: lost=… duplicated=… stale=… dead_lettered=…
 //   chaos [--exercise]          10,000 rows while the relay is SIGKILLed, the broker restarts and Odoo is down 30 s
-//   naive                       the seed's design under the same kind of trouble, to watch it lose rows
+//   naive                       the original project's design under the same kind of trouble, to watch it lose rows
 //   down                        stops everything up started (relay, receiver, stand-in) and the embedded Postgres
 import { Command, Option } from 'commander';
 import pc from 'picocolors';
@@ -89,7 +89,7 @@ program
 
 program
   .command('naive')
-  .description('the seed’s design (NOTIFY with the row, ack on HTTP 200) under ordinary trouble')
+  .description('the original project’s design (NOTIFY with the row, ack on HTTP 200) under ordinary trouble')
   .option('--rows <n>', 'writes in total', '2000')
   .option('--rate <r>', 'writes per second', '400')
   .option('--listener-down <s>', 'seconds the listener is down', '2')

@@ -1,7 +1,7 @@
 // Writes customers the way an application would: inserts and updates, in small
 // transactions, at a given rate. Poison rows (no name, or a country Odoo does not know)
 // and rows too big for a NOTIFY payload can be mixed in. A failed write is counted
-// with its reason: the seed's design makes the APPLICATION fail on a big row.
+// with its reason: the original project's design makes the APPLICATION fail on a big row.
 import pg from 'pg';
 
 export interface LoadOptions {

@@ -1,4 +1,4 @@
-// Structured logs for the bridge: one JSON object per line in a file (the seed's advice:
+// Structured logs for the bridge: one JSON object per line in a file (the original project's advice:
 // keep a log file to find out later why something failed), and a readable line on the
 // terminal. The relay and the receiver take a Logger, so checks can listen in.
 import { appendFileSync, mkdirSync } from 'node:fs';

@@ -1,4 +1,4 @@
-// `npm run capstone -- naive`: the seed's design under ordinary trouble, to watch it lose rows.
+// `npm run capstone -- naive`: the original project's design under ordinary trouble, to watch it lose rows.
 // The trigger NOTIFYs the whole row; the listener publishes each notification; the
 // receiver acks on HTTP 200 and retries every 5 s while Odoo is unreachable.
 // Meanwhile: the listener is down for a few seconds (a deploy, a crash), Odoo refuses a few
@@ -30,7 +30,7 @@ export async function naive(opts: NaiveOptions): Promise<VerifyResult & { failed
   const odoo = await startOdooStandIn({ adminPort: false });
   const odooCfg = { url: odoo.url, db: odoo.db, user: odoo.login, apiKey: odoo.apiKey };
   const log = createLogger('naive');
-  say(`the seed's design: trigger -> NOTIFY (the row as JSON) -> listen -> queue "${NAIVE_QUEUE}" -> receiver -> Odoo (ack on HTTP 200)`);
+  say(`the original project's design: trigger -> NOTIFY (the row as JSON) -> listen -> queue "${NAIVE_QUEUE}" -> receiver -> Odoo (ack on HTTP 200)`);
 
   let listener: NaiveListener | undefined = await startNaiveListener({ databaseUrl: db.url, amqpUrl, log });
   const receiver = await startNaiveReceiver({ amqpUrl, odoo: odooCfg, log });

@@ -115,7 +115,7 @@ export function spawnPart(name: 'relay' | 'receiver', from: CodeFrom, env: Recor
   return { name, ...spawnScript(file, env, opts) };
 }
 
-/** Runs a part of the seed's naive design as a child process (capstone/naive/part.ts). */
+/** Runs a part of the original project's naive design as a child process (capstone/naive/part.ts). */
 export function spawnNaivePart(name: 'listen' | 'receiver', env: Record<string, string>, opts: { quiet?: boolean } = {}): Omit<Part, 'name'> {
   return spawnScript(path.join(ROOT, 'capstone', 'naive', 'part.ts'), { ...env, NAIVE_PART: name }, opts);
 }

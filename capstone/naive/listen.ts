@@ -1,4 +1,4 @@
-// The seed's listen.py, in TypeScript: LISTEN for the trigger's notifications (the whole
+// The original project's listen.py, in TypeScript: LISTEN for the trigger's notifications (the whole
 // row as JSON) and publish each one. Faithful to its flaws, on purpose:
 //   - a notification sent while nobody listens is gone: there is nothing to catch up from,
 //   - a plain channel, no publisher confirms: "sent" is not "stored",

@@ -1,5 +1,5 @@
-// One part of the seed's design as a process of its own, as the seed runs listen.py and
-// receiver.py: NAIVE_PART=listen|receiver, settings from DATABASE_URL, RABBITMQ_URL and
+// One part of the original project's design as a process of its own, as that project runs
+// listen.py and receiver.py: NAIVE_PART=listen|receiver, settings from DATABASE_URL, RABBITMQ_URL and
 // ODOO_URL, ODOO_DB, ODOO_USER, ODOO_API_KEY. The benchmark runs both designs this way,
 // so neither gets a shortcut the other lacks.
 import { createLogger } from '../log.js';

@@ -1,4 +1,4 @@
-// The seed's receiver.py, in TypeScript: one message at a time, deliver it to Odoo over
+// The original project's receiver.py, in TypeScript: one message at a time, deliver it to Odoo over
 // HTTP, ack when the answer is HTTP 200, and while Odoo cannot be reached, hold the
 // message and try again every 5 s. Faithful to its flaws, on purpose:
 //   - Odoo answers 200 to a rejected record too (the error is in the body): acked, lost,

@@ -9,7 +9,7 @@ export class OdooException extends Error {
     message: string,
     /** exc.args; Odoo puts the message there for its own exceptions. */
     readonly args: unknown[] = [message],
-    /** JSON-RPC level error code: 200 for everything but session expiry (100) and NotFound (404). */
+    /** JSON-RPC level error code: 200 for the exceptions /jsonrpc raises (0 from Odoo 18.1). */
     readonly code = 200,
     readonly rpcMessage = 'Odoo Server Error',
   ) {
@@ -34,8 +34,6 @@ export const DatabaseMissing = (db: string) =>
     'psycopg2.OperationalError',
     `connection to server on socket "/var/run/postgresql/.s.PGSQL.5432" failed: FATAL:  database "${db}" does not exist\n`,
   );
-export const SessionExpired = () =>
-  new OdooException('odoo.http.SessionExpiredException', 'Session expired', ['Session expired'], 100, 'Odoo Session Expired');
 
 /** The `error` member of a JSON-RPC response, exactly as Odoo 17 writes it. */
 export function serializeError(err: unknown, where: string): Record<string, unknown> {

@@ -10,8 +10,11 @@
 // Faults can be switched at runtime, in-process (standIn.setFaults) or over HTTP on the
 // admin port (POST /faults), so a check or the chaos run can make "Odoo" misbehave:
 // down (connection refused), slow, a rate of 502s or serialization failures, a field it
-// rejects with ValidationError, expired sessions, revoked API keys, and answers lost
-// after the commit.
+// rejects with ValidationError, revoked API keys, and answers lost after the commit.
+// There is no "expired session": /jsonrpc keeps none (auth="none", save_session=False in
+// Odoo's rpc.py) and checks db, uid and key on every call. Code 100, "Odoo Session
+// Expired", comes only from the web client's cookie-session routes (/web/session/…,
+// /web/dataset/call_kw), which this stand-in does not serve.
 //
 // Run it on its own: npm run odoo -- [--port 8069] [--admin-port 8070] [--db workbook] [--host 0.0.0.0] [--api-key …]
 import http from 'node:http';
@@ -27,7 +30,6 @@ import {
   PyException,
   PyTypeError,
   SerializationFailure,
-  SessionExpired,
   serializeError,
 } from './errors.js';
 
@@ -65,8 +67,6 @@ export interface Faults {
   errorKind: 'bad-gateway' | 'serialization';
   /** Values of this field (matching pattern, when given) raise ValidationError. */
   reject: RejectRule | null;
-  /** The next N object calls answer "Odoo Session Expired" (code 100). */
-  sessionExpired: number;
   /** Every API key is refused (AccessDenied), as after a key was revoked. */
   keysRevoked: boolean;
   /** The next N object calls are carried out and committed, then the connection drops before the answer. */
@@ -80,7 +80,6 @@ export const NO_FAULTS: Faults = {
   failNext: 0,
   errorKind: 'bad-gateway',
   reject: null,
-  sessionExpired: 0,
   keysRevoked: false,
   dropAfterCommit: 0,
 };
@@ -175,11 +174,6 @@ export async function startOdooStandIn(opts: StandInOptions = {}): Promise<OdooS
       if (dbName !== db) throw DatabaseMissing(String(dbName));
       const uid = Number(uidRaw) || 0; // Odoo: int(params[1]); false -> 0
       if (!credentialsOk(uid, secret)) throw AccessDenied();
-      if (faults.sessionExpired > 0) {
-        faults.sessionExpired--;
-        stats.faultsInjected++;
-        throw SessionExpired();
-      }
       const callArgs = method === 'execute_kw' ? ((rest[0] as unknown[]) ?? []) : rest;
       const kwargs = method === 'execute_kw' ? ((rest[1] as Record<string, unknown>) ?? {}) : {};
       if (!Array.isArray(callArgs)) throw PyTypeError(`execute_kw() args must be a list, not ${typeof callArgs}`);

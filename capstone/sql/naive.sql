@@ -1,4 +1,4 @@
--- The seed project's design: a trigger sends the whole row as JSON with NOTIFY, and a
+-- The original project's design: a trigger sends the whole row as JSON with NOTIFY, and a
 -- listener turns each notification into a message. No outbox: a notification nobody is
 -- listening for is gone, and a payload of 8000 bytes or more fails the application's write.
 CREATE OR REPLACE FUNCTION customers_notify() RETURNS trigger LANGUAGE plpgsql AS $$

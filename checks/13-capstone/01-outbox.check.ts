@@ -192,7 +192,7 @@ export default defineCheck<typeof Exercise>(async (t) =>
         summary: `Writing a customer with 9000 bytes of notes FAILED: ${(err as Error).message}. The application's own write broke.`,
         expected: 'the INSERT succeeds, whatever the size of the row',
         saw: (err as Error).message,
-        why: "NOTIFY payloads must be shorter than 8000 bytes. Sending the row in the notification (the seed's design) makes every large row fail in the application.",
+        why: "NOTIFY payloads must be shorter than 8000 bytes. Sending the row in the notification (the original project's design) makes every large row fail in the application.",
         fix: 'Send only the outbox id with pg_notify; the relay reads the row from the outbox.',
       });
     }

@@ -1,5 +1,6 @@
-// Check 13.2: the exchange, the main queue, the dead-letter queue and the delay queues exist
-// with the right arguments and bindings (read from the broker); a message published to the
+// Check 13.2: the exchange, the main queue (single active consumer, dead-lettering at least
+// once), the dead-letter queue and the delay queues exist with the right arguments and
+// bindings (read from the broker); a message published to the
 // exchange lands in the main queue and survives a second declaration; the main queue
 // dead-letters what it rejects; a message parked in a delay queue comes BACK after its delay
 // (the checker uses short delays: 400 and 1000 ms); a declaration the broker refuses rejects;
@@ -7,7 +8,7 @@
 import { defineCheck } from '../../runner/check/context.js';
 import type * as Exercise from '../../exercises/13-capstone/02-topology.js';
 import { memoryLogger } from '../../capstone/log.js';
-import { announcedNames, checkerStep, rejection, withResources } from './support.js';
+import { announcedNames, checkerStep, firstMessages, rejection, takeReady, withResources } from './support.js';
 
 const EXCHANGE = 'bridge';
 const ROUTING_KEY = 'customer';
@@ -45,7 +46,7 @@ export default defineCheck<typeof Exercise>(async (t) =>
     const wantDefaults = defaults.map(delayQueue).concat(delayQueue(defaults.at(-1)!));
     if (defaults[0] !== 5000 || !growing || defaultPicks.join() !== wantDefaults.join()) {
       t.fail({
-        summary: defaults[0] !== 5000 ? `The first retry should wait 5 s (the seed's rhythm), but RETRY_DELAYS_MS starts with ${defaults[0]}.` : !growing ? `RETRY_DELAYS_MS does not grow: ${defaults.join(', ')}.` : 'retryQueueFor(attempt) without delays does not follow RETRY_DELAYS_MS.',
+        summary: defaults[0] !== 5000 ? `The first retry should wait 5 s (the original project's rhythm), but RETRY_DELAYS_MS starts with ${defaults[0]}.` : !growing ? `RETRY_DELAYS_MS does not grow: ${defaults.join(', ')}.` : 'retryQueueFor(attempt) without delays does not follow RETRY_DELAYS_MS.',
         expected: `RETRY_DELAYS_MS starting at 5000 and growing; retryQueueFor(1…${defaults.length + 1}) → ${wantDefaults.join(', ')}`,
         saw: `RETRY_DELAYS_MS [${defaults.join(', ')}]; retryQueueFor(1…${defaults.length + 1}) → ${defaultPicks.join(', ')}`,
         fix: 'RETRY_DELAYS_MS = [5_000, 10_000, 20_000, 30_000], and retryQueueFor(attempt, delaysMs = RETRY_DELAYS_MS).',
@@ -121,6 +122,18 @@ export default defineCheck<typeof Exercise>(async (t) =>
         link: t.ui('queues', QUEUE),
       });
     }
+    const single = mainArgs['x-single-active-consumer'];
+    t.observe(1, `read x-single-active-consumer of "${QUEUE}": ${JSON.stringify(single) ?? 'not set'}`);
+    if (single !== true) {
+      t.fail({
+        summary: `"${QUEUE}" hands its messages to every receiver at once (x-single-active-consumer is ${single === undefined ? 'not set' : JSON.stringify(single)}): two receivers can write the same customer at the same time.`,
+        expected: `'x-single-active-consumer': true on "${QUEUE}"`,
+        saw: `arguments ${JSON.stringify(mainArgs)}`,
+        why: "The receiver's version check (13.5) reads the version Odoo holds, then writes with load(): two calls, not one. Two receivers on one queue can both read version 1, and the one holding version 2 can write after the one holding version 3: Odoo keeps the older data. With a single active consumer the broker delivers to one receiver at a time; the others wait and take over when it goes away.",
+        fix: `Add 'x-single-active-consumer': true to the arguments of "${QUEUE}" (it can only be set when the queue is declared, not by a policy).`,
+        link: t.ui('queues', QUEUE),
+      });
+    }
     for (const d of DELAYS) {
       const name = delayQueue(d);
       const problems = argProblems(await quorum(name, `the ${d} ms delay queue`, 3), {
@@ -157,9 +170,10 @@ export default defineCheck<typeof Exercise>(async (t) =>
     await t.call(`assertTopology(channel, [${DELAYS}]) a second time`, async () => t.target.assertTopology(await t.channel(), DELAYS));
     const ch = await t.channel();
     defer(() => ch.close());
-    const routed = await checkerStep(t, `read "${QUEUE}"`, () => ch.get(QUEUE, { noAck: false }));
+    // A consumer, not basic.get: a quorum queue with a single active consumer refuses basic.get.
+    const [routed] = await checkerStep(t, `consume from "${QUEUE}"`, () => firstMessages(ch, QUEUE, 1, 1000));
     t.observe([1, 4], `took from "${QUEUE}": ${routed ? JSON.stringify(routed.content.toString()) : 'nothing'}`);
-    if (routed === false || routed.content.toString() !== first) {
+    if (!routed || routed.content.toString() !== first) {
       return t.fail({
         summary: routed ? `"${QUEUE}" holds another message than the one published to "${EXCHANGE}".` : `The message published to "${EXCHANGE}" before the second assertTopology() is gone: declaring again deleted or purged "${QUEUE}".`,
         expected: `the message ${first} in "${QUEUE}"`,
@@ -195,7 +209,7 @@ export default defineCheck<typeof Exercise>(async (t) =>
     t.provoke(3, `parked a message in "${delayQueue(400)}" (nobody consumes it: it must expire after 400 ms and go back to "${QUEUE}")`);
     const back = await t.waitFor(async () => (await t.messageCount(QUEUE)) > 0, 3000, 25);
     const waited = Date.now() - parkedAt;
-    const [returned] = back ? await t.takeMessages(QUEUE, 1) : [];
+    const [returned] = back ? await checkerStep(t, `consume from "${QUEUE}"`, () => takeReady(t, QUEUE, 1)) : [];
     const returnedDeath = (returned?.properties.headers?.['x-death'] as { queue?: string; reason?: string }[] | undefined)?.[0];
     t.observe(3, returned ? `the message was back in "${QUEUE}" after ${waited} ms, x-death ${returnedDeath?.reason} from ${returnedDeath?.queue}` : `"${QUEUE}" still empty after ${waited} ms`);
     if (!returned) {
@@ -273,7 +287,7 @@ export default defineCheck<typeof Exercise>(async (t) =>
         summary: 'The connection was cut (ECONNRESET), and nothing was logged about it.',
         expected: "a warning or an error in the log, with the error's message (read ECONNRESET)",
         saw: log.lines.length ? log.lines.map((l) => `${l.level} "${l.msg}"`).join('; ') : 'no log lines',
-        why: 'The seed\'s advice holds: keep a log, to find out later why something failed. An error listener that swallows the error silently hides the reason the bridge reconnected (or stopped).',
+        why: 'The original project\'s advice holds: keep a log, to find out later why something failed. An error listener that swallows the error silently hides the reason the bridge reconnected (or stopped).',
         fix: "connection.on('error', (err) => log.warn('broker connection error', { error: err.message }))",
       });
     }

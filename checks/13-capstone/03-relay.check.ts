@@ -8,15 +8,19 @@
 // error), locks the outbox while it cuts the broker connection (a publish on a closed
 // channel), and takes the broker and Postgres away for a while (the reconnect delays);
 // every message is read from the queue and compared with its outbox row, and the log is
-// read for what went wrong. startRelay() must fail cleanly, and stop() stop cleanly.
+// read for what went wrong. startRelay() must fail cleanly, and stop() stop cleanly. Last,
+// a third relay reaches the broker through a TCP proxy that the checker freezes (a broker
+// that confirms nothing, without an alarm that would stop every other check on the broker):
+// its drain must give up after confirmTimeoutMs, roll back (the rows unpublished and
+// unlocked: SELECT … FOR UPDATE NOWAIT gets them), and publish them through a new connection.
 import { isDeepStrictEqual } from 'node:util';
-import type { GetMessage } from 'amqplib';
+import type { Message } from 'amqplib';
 import pg from 'pg';
 import { defineCheck } from '../../runner/check/context.js';
 import { enc } from '../../runner/broker/management.js';
 import type * as Exercise from '../../exercises/13-capstone/03-relay.js';
 import { memoryLogger, type LogLine } from '../../capstone/log.js';
-import { announcedNames, CHECKER, checkerStep, freshDatabase, rejection, sleep, withResources } from './support.js';
+import { announcedNames, CHECKER, checkerStep, freshDatabase, pendingTimers, rejection, sleep, takeReady, tcpProxy, withResources } from './support.js';
 
 const EXCHANGE = 'bridge';
 const QUEUE = 'bridge.customers';
@@ -94,9 +98,9 @@ export default defineCheck<typeof Exercise>(async (t) =>
     const troubles = (from: number, lines = log.lines) => lines.slice(from).filter((l) => l.level !== 'info');
     const mentions = (l: LogLine, text: RegExp) => text.test(JSON.stringify(l)) && l.msg.trim() !== '';
     /** Every message in the queue, taken (they are gone afterwards). */
-    const messages: GetMessage[] = [];
+    const messages: Message[] = [];
     const takeAll = async () => {
-      const got = await checkerStep(t, `read the messages in "${QUEUE}"`, () => t.takeMessages(QUEUE, 1000));
+      const got = await checkerStep(t, `read the messages in "${QUEUE}"`, () => takeReady(t, QUEUE, 1000));
       messages.push(...got);
       return got;
     };
@@ -573,7 +577,7 @@ export default defineCheck<typeof Exercise>(async (t) =>
         summary: missing.length ? `The relay logged no warning with the error's message for ${what[missing[0]!]}.` : 'The relay reconnected and logged no info line saying so.',
         expected: "a warning with the error's message for each error and lost connection, and an info line once connected again",
         saw: afterOutage.map((l) => `${l.level} "${l.msg}"${l.error ? ` (${String(l.error)})` : ''}`).slice(0, 8).join('; ') || 'nothing',
-        why: 'The seed\'s advice holds: keep a log, to find out later why something failed. Every error the relay swallows silently is an outage nobody can explain afterwards.',
+        why: 'The original project\'s advice holds: keep a log, to find out later why something failed. Every error the relay swallows silently is an outage nobody can explain afterwards.',
         fix: "client.on('error', (err) => log.warn('…', { error: err.message })) on every connection and on the pool; log.warn in each failed reconnect; log.info when connected again.",
       });
     }
@@ -647,6 +651,119 @@ export default defineCheck<typeof Exercise>(async (t) =>
         saw: `${t.connectionsOpened() - opened} broker connection(s) opened, ${pgLeft.length} Postgres connection(s) open`,
         why: 'A stopped relay that reconnects by itself keeps publishing next to the one that replaced it, and never lets the process exit.',
         fix: 'Set stopping = true first in stop(); every reconnect loop and close handler checks it.',
+      });
+    }
+
+    // ---- line 8: a broker that takes the messages and never confirms them ----
+    const LIMIT = 400;
+    const proxy = await tcpProxy(defer, t.url);
+    const log3 = memoryLogger('relay 3');
+    const timersBefore = pendingTimers();
+    let stopped3 = false;
+    const relay3 = await t.call(
+      `a third startRelay({ databaseUrl, amqpUrl: <a TCP proxy in front of the broker>, batchSize: ${BATCH}, fallbackMs: 60000, confirmTimeoutMs: ${LIMIT}, log })`,
+      () => t.target.startRelay({ databaseUrl: db.url, amqpUrl: proxy.url, fallbackMs: 60_000, batchSize: BATCH, confirmTimeoutMs: LIMIT, log: log3 }),
+      { timeoutMs: 8000 },
+    );
+    defer(() => (stopped3 ? undefined : relay3.stop()));
+    defer(() => proxy.resetFrozen()); // first: a stop() that waits for a frozen connection would wait for ever
+    const inTransaction = async () => (await relayBackends()).filter((b) => b.state.startsWith('idle in transaction')).length;
+    await t.waitFor(async () => (await relayBackends()).every((b) => b.state === 'idle'), 2000, 10); // its drain at start is over
+    const frozen = proxy.freeze();
+    const openedBefore = proxy.opened();
+    const stuck = (await db.sql.query<{ id: string }>(`INSERT INTO customers (name) SELECT 'Unconfirmed ' || k FROM generate_series(1, 3) AS k RETURNING id::text`)).rows.map((r) => r.id);
+    t.provoke(8, `started a third relay whose broker connection goes through a TCP proxy, froze that connection (${frozen} frozen: nothing reaches the broker any more, no confirm comes back, the broker itself is fine), then wrote customers ${stuck.join(', ')}`);
+    const took = await t.waitFor(async () => ((await inTransaction()) > 0 ? Date.now() : 0), 2000, 10);
+    const released = took ? await t.waitFor(async () => ((await inTransaction()) === 0 ? Date.now() : 0), LIMIT * 5, 10) : undefined;
+    // The rows must be free now: a lock another transaction holds makes NOWAIT fail at once.
+    const nowait = await db.connect();
+    await nowait.query('BEGIN');
+    const lockError = await nowait.query('SELECT id FROM outbox WHERE entity_key = ANY($1) FOR UPDATE NOWAIT', [stuck]).then(
+      () => undefined,
+      (err: Error) => err.message,
+    );
+    await nowait.query('ROLLBACK');
+    const markedEarly = (await outbox()).filter((r) => stuck.includes(r.entity_key) && r.published).map((r) => r.entity_key);
+    const held = took && released ? `${released - took} ms` : took ? `more than ${LIMIT * 5} ms (still open)` : 'never (no drain took them)';
+    t.observe(8, `the drain held its transaction (and the rows' locks) for ${held}; SELECT … FOR UPDATE NOWAIT ${lockError ? `failed: ${lockError}` : 'got the rows'}; ${markedEarly.length ? `customers ${markedEarly.join(', ')} WERE marked published` : 'none of them marked published'}`);
+    if (!took) {
+      t.fail({
+        summary: `The third relay never took customers ${stuck.join(', ')} in a drain (no transaction of the relay was open after their notification).${reported(log3.lines)}`,
+        expected: 'a drain taking the rows FOR UPDATE SKIP LOCKED, publishing, and waiting for the confirms',
+        fix: 'A drain on every notification: BEGIN, SELECT … FOR UPDATE SKIP LOCKED, publish, wait for the confirms (at most confirmTimeoutMs), mark, COMMIT.',
+      });
+    }
+    if (!released || lockError) {
+      t.fail({
+        summary: `The broker never confirmed (its connection was frozen), and the relay kept its transaction open, and the rows of customers ${stuck.join(', ')} locked, for ${held}: confirmTimeoutMs is ${LIMIT}.`,
+        expected: `the wait for the confirms given up after ${LIMIT} ms: ROLLBACK, the rows unpublished and unlocked`,
+        saw: lockError ? `SELECT … FOR UPDATE NOWAIT on those rows: ${lockError}` : `a connection of the relay still "idle in transaction" after ${LIMIT * 5} ms`,
+        why: 'A broker under a memory or disk alarm takes messages and confirms nothing until the alarm clears; a connection can die without a word. A drain that waits for ever keeps its transaction open: the rows stay locked, nothing else drains, and Postgres cannot clean up behind a transaction that never ends.',
+        fix: 'Wait for the confirms with Promise.race() against a timer that rejects after confirmTimeoutMs; on time-out, drop the broker connection (dropBroker()) and throw, so that drainBatch() rolls back.',
+      });
+    }
+    const timeoutNote = log3.lines.find((l) => l.level !== 'info' && /confirm|time|\b400\b/i.test(`${l.msg} ${String(l.error ?? '')}`));
+    t.observe([6, 8], timeoutNote ? `the relay logged ${timeoutNote.level} "${timeoutNote.msg}"${timeoutNote.error ? ` (${String(timeoutNote.error)})` : ''}` : `the relay logged nothing about the time-out${log3.lines.length ? `: ${log3.lines.map((l) => `${l.level} "${l.msg}"`).join('; ')}` : ''}`);
+    if (released && !lockError && !timeoutNote) {
+      t.fail({
+        summary: 'The wait for the confirms timed out, and the relay logged no warning saying so.',
+        expected: "a warning with the error's message: no confirm within confirmTimeoutMs",
+        saw: log3.lines.map((l) => `${l.level} "${l.msg}"${l.error ? ` (${String(l.error)})` : ''}`).join('; ') || 'nothing',
+        why: 'A broker that stops confirming is an outage someone must look at (an alarm, a dying node). Rows that wait in the outbox, silently, look like a relay with nothing to do.',
+        fix: "Throw an error that says what happened (new Error(`the broker did not confirm this batch within ${confirmTimeoutMs} ms`)); the drain's catch logs it with log.warn(…, { error: err.message }).",
+      });
+    }
+    if (markedEarly.length) {
+      t.fail({
+        summary: `After the wait for the confirms timed out, customers ${markedEarly.join(', ')} were marked published, although the broker confirmed none of them: they never reached it.`,
+        expected: 'the rows unpublished after a time-out: ROLLBACK, not COMMIT',
+        why: 'A time-out is no confirm. The messages may have reached the broker or may be lost with the connection; only publishing them again (a duplicate at worst, which the receiver makes harmless) keeps every row.',
+        fix: 'On time-out, throw: drainBatch() catches it, rolls back, and leaves the rows to the next drain.',
+      });
+    }
+    const meanwhile = await insert('While Reconnecting');
+    t.provoke(8, `wrote customer ${meanwhile} right after the time-out, the broker connection still frozen`);
+    const republished = await waitPublished([...stuck, meanwhile], 4000);
+    const reconnects = proxy.opened() - openedBefore;
+    t.observe(8, `without unfreezing, customers ${[...stuck, meanwhile].join(', ')} are ${republished ? '' : 'NOT '}marked published; the relay opened ${reconnects} new connection(s) through the proxy`);
+    if (!republished) {
+      t.fail({
+        summary: `After the time-out, the relay did not publish customers ${[...stuck, meanwhile].join(', ')} within 4 s: it keeps using the connection that stopped answering.${reported(log3.lines)}`,
+        expected: 'a new broker connection (0.5 s after the time-out), then a drain that publishes all 4 rows',
+        saw: `${reconnects} new connection(s); unpublished: ${(await unpublished()).join(', ') || 'none'}`,
+        why: 'A connection whose broker confirms nothing is of no more use: every drain on it times out again. A new one works as soon as the broker does (at once here: only that connection was frozen).',
+        fix: 'On time-out: dropBroker() forgets the connection, closes it without waiting, and reconnects; the reconnect drains.',
+      });
+    }
+    const ended = proxy.resetFrozen();
+    t.provoke(8, `ended the ${ended} frozen connection(s) abruptly (what they held never reaches the broker)`);
+    const notice = await t.waitFor(() => log3.lines.some((l) => l.level !== 'info' && /ECONNRESET|Unexpected close/i.test(JSON.stringify(l))), 1500, 10);
+    const after8 = await takeReady(t, QUEUE, 1000);
+    const wanted = await outbox();
+    const copies = (key: string) => after8.filter((m) => m.properties.messageId === wanted.find((r) => r.entity_key === key)?.event_id).length;
+    const counts = [...stuck, meanwhile].map((k) => `customer ${k}: ${copies(k)}`);
+    t.observe(8, `"${QUEUE}" holds ${counts.join(', ')} message(s); the relay ${notice ? 'noticed' : 'did not log'} the end of the frozen connection`);
+    if ([...stuck, meanwhile].some((k) => copies(k) !== 1)) {
+      t.fail({
+        summary: `After the time-out and the reconnection, "${QUEUE}" does not hold one message per row: ${counts.join(', ')}.`,
+        expected: 'each of the 4 rows published once, through the new connection',
+        why: 'Every row the relay marks must have its message in the queue, once per drain that published it.',
+        fix: 'Mark only what the broker confirmed; after a time-out, publish the rows again on a new connection.',
+      });
+    }
+    t.provoke(7, 'called stop() on the third relay');
+    const stop3 = await rejection(() => Promise.resolve(relay3.stop()), 5000);
+    stopped3 = true;
+    const timersLeft = pendingTimers() - timersBefore;
+    if (stop3) t.fail({ summary: `The third relay's stop() ${stop3 === 'timeout' ? 'did not return within 5 s' : `threw: ${stop3.message}`}.`, fix: 'stop(): clear the timer, wait for the drain in progress, end the LISTEN client, end the pool, close the broker connection if there is one.' });
+    await t.expectConnectionsClosed('the third relay.stop(), after its frozen connection ended');
+    t.observe(7, `after stop(), the third relay has no connection to the broker left open, and ${timersLeft > 0 ? timersLeft : 'no'} timer(s) of its own still running`);
+    if (timersLeft > 0) {
+      t.fail({
+        summary: `After stop(), the relay left ${timersLeft} timer(s) running: the process cannot exit until they fire.`,
+        expected: 'no timer left once stop() returned',
+        why: `A time limit's timer (confirmTimeoutMs, 30 s by default) or a reconnect delay that nobody clears keeps Node running after everything was closed: a deploy waits for it, or kills the process.`,
+        fix: 'clearTimeout() the time limit in a finally block once the confirms (or the time-out) came; clearInterval() the fallback timer in stop().',
       });
     }
   }),

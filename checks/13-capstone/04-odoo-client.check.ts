@@ -1,10 +1,11 @@
 // Check 13.4: against the Odoo stand-in (it answers like Odoo 17: HTTP 200 for every error),
 // through a proxy that records every request (what the client sent is what the check
 // reads) and can answer in Odoo's place, as a load balancer does. The client sends the
-// right JSON-RPC calls, logs in once (and again after a session expired), returns results,
-// and turns every failure the checker causes into an OdooError whose kind says what to do:
-// a rejected record ('reject'); a network error, a timeout, a 5xx, a 429, an HTML page, an
-// unknown error, an expired session ('retry'); refused credentials, a wrong URL ('fatal').
+// right JSON-RPC calls, logs in once (and never again because a call failed: /jsonrpc has
+// no session), returns results, and turns every failure the checker causes into an
+// OdooError whose kind says what to do: a rejected record ('reject'); a network error, a
+// timeout, a 5xx, a 429, an HTML page, an unknown error ('retry'); refused credentials, a
+// wrong URL ('fatal').
 import { isDeepStrictEqual } from 'node:util';
 import { defineCheck } from '../../runner/check/context.js';
 import type * as Exercise from '../../exercises/13-capstone/04-odoo-client.js';
@@ -22,7 +23,6 @@ const NAMES: [string, Kind, string][] = [
   ['builtins.TypeError', 'reject', 'a call Odoo cannot make sense of: it fails the same way next time'],
   ['builtins.KeyError', 'reject', 'a field or key Odoo does not know: it fails the same way next time'],
   ['odoo.exceptions.AccessDenied', 'fatal', 'the credentials are wrong: every call will fail the same way, for every message'],
-  ['odoo.http.SessionExpiredException', 'retry', 'log in again, and it works'],
   ['psycopg2.errors.SerializationFailure', 'retry', 'two transactions collided; the next try usually passes'],
   ['psycopg2.OperationalError', 'retry', "Odoo's database is restarting or unreachable"],
   ['odoo.addons.base.models.ir_cron.CronBusy', 'retry', 'an error nobody listed: trying later is safe, dropping the event is not'],
@@ -48,7 +48,7 @@ export default defineCheck<typeof Exercise>(async (t) =>
                 : `classify('${name}') is '${got}', but should be '${kind}'.`,
           expected: `'${kind}': ${why}`,
           saw: `'${got}'`,
-          fix: "AccessDenied: 'fatal'. ValidationError, UserError, MissingError, AccessError, ValueError, TypeError, KeyError: 'reject'. Everything else (an expired session, psycopg2.*, the unknown): 'retry'.",
+          fix: "AccessDenied: 'fatal'. ValidationError, UserError, MissingError, AccessError, ValueError, TypeError, KeyError: 'reject'. Everything else (psycopg2.*, the unknown): 'retry'.",
         });
       }
     }
@@ -197,7 +197,7 @@ export default defineCheck<typeof Exercise>(async (t) =>
     t.provoke('4b', 'asked Odoo to create a contact without a name (HTTP 200 + ValidationError), to write a record that does not exist (MissingError), and called search_count with args that are not a list (TypeError)');
     await expectFailure("execute('res.partner', 'create', [{ name: false }])", () => client.execute('res.partner', 'create', [{ name: false }]), { kind: 'reject', name: 'odoo.exceptions.ValidationError', message: 'Contacts require a name' }, {
       summary: 'Odoo answered HTTP 200 with an error (odoo.exceptions.ValidationError: Contacts require a name).',
-      why: "Odoo's JSON-RPC answers every refusal with HTTP 200; the refusal is in the body. Treating 200 as success acks, and loses, every record Odoo rejects: the seed's second flaw.",
+      why: "Odoo's JSON-RPC answers every refusal with HTTP 200; the refusal is in the body. Treating 200 as success acks, and loses, every record Odoo rejects: the original project's second flaw.",
     });
     await expectFailure("execute('res.partner', 'write', [[999999], …])", () => client.execute('res.partner', 'write', [[999999], { name: 'x' }]), { kind: 'reject', name: 'odoo.exceptions.MissingError', message: 'Record does not exist' }, {
       summary: 'Odoo answered HTTP 200 with odoo.exceptions.MissingError.',
@@ -209,11 +209,12 @@ export default defineCheck<typeof Exercise>(async (t) =>
     });
     t.observe('4b', `${logins()} call(s) to common.authenticate after those errors`);
     if (logins() !== 1) {
-      t.fail({ summary: `After Odoo refused a record, the client logged in again (${logins()} logins so far).`, why: 'Only an expired session needs a new login. Forgetting the uid after every error adds a login per failed record.', fix: "Forget the uid only for odoo.http.SessionExpiredException." });
+      t.fail({ summary: `After Odoo refused a record, the client logged in again (${logins()} logins so far).`, why: '/jsonrpc keeps no session: Odoo checks db, uid and key on every call, so the uid stays valid. Forgetting it after an error adds a login per failed record.', fix: 'Keep the uid for the client\'s life; execute() calls authenticate() only while it has none.' });
     }
 
     // ---- line 4a: trouble that passes ----
-    t.provoke('4a', 'made the proxy answer 502, 500 and 429, then an HTML page with status 200, then an error without data; made Odoo fail a call with a serialization failure; took the proxy down; made a call hang; expired the session');
+    t.provoke('4a', 'made the proxy answer 502, 500 and 429, then an HTML page with status 200, then an error without data; made Odoo fail a call with a serialization failure; took the proxy down; made a call hang');
+    const loginsBeforeTrouble = logins();
     await odoo.setFaults({ failNext: 1, errorKind: 'bad-gateway' });
     await expectFailure('execute() through a 502 Bad Gateway', () => client.execute('res.partner', 'search_count', [[]]), { kind: 'retry', name: /502/, message: '502' }, {
       summary: 'the proxy in front of Odoo answered 502 Bad Gateway.',
@@ -265,22 +266,16 @@ export default defineCheck<typeof Exercise>(async (t) =>
       why: 'A hung connection (a dead proxy, a stuck worker) would hold the batch forever. A timeout turns it into a retry.',
       fix: 'fetch(endpoint, { …, signal: AbortSignal.timeout(timeoutMs) }); fetch then throws a TimeoutError: an OdooError of kind retry.',
     }, 2000);
-    await odoo.setFaults({ sessionExpired: 1 });
-    const before = logins();
-    await expectFailure('execute() with an expired session', () => client.execute('res.partner', 'search_count', [[]]), { kind: 'retry', name: 'odoo.http.SessionExpiredException' }, {
-      summary: 'Odoo answered HTTP 200 with error code 100, odoo.http.SessionExpiredException.',
-      why: 'An expired session is fixed by logging in again.',
-    });
     const after = await attempt(() => client.execute('res.partner', 'search_count', [[]]));
-    const relogin = wire.requests.at(-2)?.rpc?.params?.method === 'authenticate';
-    t.observe(3, `after the expired session: ${logins() - before} new login(s), then search_count returned ${JSON.stringify(after.value)}`);
-    if (typeof after.value !== 'number' || !relogin || logins() !== before + 1) {
+    const relogins = logins() - loginsBeforeTrouble - 1; // the second client (timeoutMs 300) logged in once
+    t.observe(3, `after its 7 failed calls, the client logged in ${relogins} more time(s), then search_count returned ${JSON.stringify(after.value)}`);
+    if (typeof after.value !== 'number' || relogins !== 0) {
       t.fail({
-        summary: `After the session expired, the next execute() ${typeof after.value !== 'number' ? 'failed' : 'did not log in again first'} (${logins() - before} new login(s)).`,
-        expected: 'common.authenticate, then the call, which succeeds',
+        summary: typeof after.value !== 'number' ? `Once Odoo answered again, execute() still failed: ${after.error === 'timeout' ? 'no answer within 5 s' : after.error?.message}.` : `The failed calls made the client log in again (${relogins} new login(s)).`,
+        expected: 'no new login: the call, which succeeds',
         saw: wire.requests.slice(-2).map(show).join(' | '),
-        why: 'An expired session stays expired: until the client logs in again, every call fails the same way and every event goes round the delay queues.',
-        fix: "Forget the uid when odooName is 'odoo.http.SessionExpiredException'; the next execute() then authenticates first.",
+        why: "/jsonrpc keeps no session (Odoo's route is auth=\"none\", save_session=False): Odoo checks db, uid and key on every call, so there is nothing to renew. A 502, a time-out or a database error says nothing about the uid; logging in again after each one adds a request per failed call, just when Odoo struggles.",
+        fix: 'Keep the uid for the client\'s life; execute() calls authenticate() only while it has none.',
       });
     }
 

@@ -8,12 +8,12 @@
 // and a cut connection are survived; stats() counts it all; stop() lets the batch in hand
 // finish; a second receiver, with its API key revoked, stops consuming, gives the event
 // back, and says so. Prefetch, ack mode and confirm mode are read from the management API.
-import type { GetMessage } from 'amqplib';
+import type { Message } from 'amqplib';
 import { defineCheck } from '../../runner/check/context.js';
 import { enc } from '../../runner/broker/management.js';
 import type * as Exercise from '../../exercises/13-capstone/06-receiver.js';
 import { memoryLogger, type LogLine } from '../../capstone/log.js';
-import { announcedNames, checkerStep, event, partnersOf, rejection, sleep, standIn, wireProxy, withResources, type WireRequest } from './support.js';
+import { announcedNames, checkerStep, event, partnersOf, rejection, sleep, standIn, wireProxy, takeReady, withResources, type WireRequest } from './support.js';
 import type { CustomerEvent } from '../../solutions/13-capstone/02-topology.js';
 
 const QUEUE = 'bridge.customers';
@@ -60,10 +60,10 @@ export default defineCheck<typeof Exercise>(async (t) =>
         await ch.close();
       });
     };
-    const take = (q: string) => checkerStep(t, `read "${q}"`, () => t.takeMessages(q, 200));
-    const header = (m: GetMessage | undefined, name: string) => m?.properties.headers?.[name];
+    const take = (q: string) => checkerStep(t, `read "${q}"`, () => takeReady(t, q, 200));
+    const header = (m: Message | undefined, name: string) => m?.properties.headers?.[name];
     /** What a copy must keep of the message it copies (line 5). */
-    const copyProblems = (m: GetMessage, sent: { body: string; messageId: string; contentType: string; type: string }) =>
+    const copyProblems = (m: Message, sent: { body: string; messageId: string; contentType: string; type: string }) =>
       [
         m.content.toString() !== sent.body && `the body differs: ${JSON.stringify(m.content.toString().slice(0, 60))}`,
         m.properties.deliveryMode !== 2 && 'not persistent',
@@ -73,7 +73,7 @@ export default defineCheck<typeof Exercise>(async (t) =>
         m.properties.timestamp !== 1_700_000_000 && `timestamp ${JSON.stringify(m.properties.timestamp)}, not 1700000000`,
         header(m, 'x-trace') !== TRACE['x-trace'] && `the original's header x-trace is ${JSON.stringify(header(m, 'x-trace'))}`,
       ].filter((p): p is string => typeof p === 'string');
-    const expectCopy = (m: GetMessage, sent: { body: string; messageId: string; contentType: string; type: string }, where: string) => {
+    const expectCopy = (m: Message, sent: { body: string; messageId: string; contentType: string; type: string }, where: string) => {
       const problems = copyProblems(m, sent);
       t.observe(5, `the copy in "${where}" ${problems.length ? `differs: ${problems.join('; ')}` : 'keeps the body and every property'}`);
       if (problems.length) {
@@ -146,12 +146,12 @@ export default defineCheck<typeof Exercise>(async (t) =>
     const good = ['1', '2', '3', '4', '5', '6', '7'].map((k) => event(k, 1));
     await send(good);
     t.provoke([1, 2], `published 7 good events at once (customers 1 to 7), batchSize ${BATCH}`);
-    const allIn = await arrived(good.map((e) => e.key), 3000);
+    const allIn = await arrived(good.map((e) => e.key), 8000); // the first batch also creates Odoo's version field
     const rows = loadRows();
     t.observe(1, `Odoo received ${rows.length} load() call(s) with ${rows.join(', ') || 'no'} row(s)`);
     if (!allIn) {
       t.fail({
-        summary: `Of 7 good events, ${good.filter((e) => partnersOf(odoo, e.key).length).length} reached Odoo within 3 s.${reported(log.lines)}`,
+        summary: `Of 7 good events, ${good.filter((e) => partnersOf(odoo, e.key).length).length} reached Odoo within 8 s.${reported(log.lines)}`,
         expected: 'customers 1 to 7 as contacts in Odoo',
         fix: 'Collect messages into a batch, call upsertCustomers(odoo, events), ack the written ones.',
       });
@@ -207,7 +207,7 @@ export default defineCheck<typeof Exercise>(async (t) =>
     t.provoke(2, 'published an event Odoo will refuse (customer 10 has no name), a message that is not JSON, and customer 1 v1 again (stale)');
     await t.waitFor(async () => (await count(DLQ)) >= 2, 3000, 25);
     const dead = await take(DLQ);
-    const copyOf = (e: CustomerEvent) => (m: GetMessage) => m.content.toString() === JSON.stringify(e);
+    const copyOf = (e: CustomerEvent) => (m: Message) => m.content.toString() === JSON.stringify(e);
     const poisonDead = dead.find(copyOf(poison));
     const textDead = dead.find((m) => m.content.toString() === 'this is not JSON');
     t.observe(2, `took ${dead.length} message(s) from "${DLQ}", reasons ${dead.map((m) => JSON.stringify(header(m, 'x-bridge-reason'))).join(', ')}`);
@@ -219,7 +219,7 @@ export default defineCheck<typeof Exercise>(async (t) =>
         expected: `both in "${DLQ}", each with an 'x-bridge-reason' header`,
         saw: `${dead.length} message(s) in "${DLQ}", ${ready} ready in "${QUEUE}", contacts for customer 10: ${partnersOf(odoo, '10').length}`,
         why: !poisonDead
-          ? "Odoo refused customer 10 (HTTP 200, the refusal in the body). Acking it forgets it: nobody will ever know the row never arrived, the seed's second flaw. The dead-letter queue keeps it, with the reason, for a person to fix."
+          ? "Odoo refused customer 10 (HTTP 200, the refusal in the body). Acking it forgets it: nobody will ever know the row never arrived, the original project's second flaw. The dead-letter queue keeps it, with the reason, for a person to fix."
           : 'A message that cannot even be parsed will never succeed; dropping it hides a bug upstream, and throwing inside the consumer callback kills the receiver.',
         fix: "For a 'rejected' outcome (and a message that does not parse): sendToQueue(DEAD_LETTER_QUEUE, content, { …, headers: { 'x-bridge-reason': reason } }), wait for the confirm, then ack.",
         link: t.ui('queues', DLQ),
@@ -277,6 +277,26 @@ export default defineCheck<typeof Exercise>(async (t) =>
       });
     }
 
+    // ---- line 4: Odoo refuses the whole call (nothing else in flight: no delay queue holds a message yet) ----
+    const loadOf = (key: string) => (r: WireRequest) => isLoad(r) && r.body.includes(`customer_${key}"`);
+    wire.when(loadOf('25'), { status: 200, body: JSON.stringify({ jsonrpc: '2.0', id: 1, error: { code: 200, message: 'Odoo Server Error', data: { name: 'odoo.exceptions.AccessError', message: 'You are not allowed to create Contact (res.partner) records (scripted by the checker)' } } }) });
+    const refused = [event('25', 1), event('26', 1)];
+    await send(refused);
+    t.provoke(4, "published customers 25 and 26 and answered their load() with odoo.exceptions.AccessError (a 'reject' OdooError: Odoo refuses the call itself)");
+    await t.waitFor(async () => (await count(DLQ)) >= 2, 2000, 25);
+    const rejectedBatch = await take(DLQ);
+    const reasons = rejectedBatch.map((m) => String(header(m, 'x-bridge-reason') ?? ''));
+    t.observe(4, `"${DLQ}" got ${rejectedBatch.length} message(s), reasons ${reasons.map((r) => JSON.stringify(r.slice(0, 60))).join(', ')}`);
+    if (rejectedBatch.length !== 2 || !reasons.every((r) => r.includes('not allowed to create Contact'))) {
+      t.fail({
+        summary: `A 'reject' OdooError for the batch of customers 25 and 26 did not dead-letter both with its message (${rejectedBatch.length} dead-lettered).`,
+        expected: `customers 25 and 26 in "${DLQ}", x-bridge-reason with the error's message`,
+        saw: `${rejectedBatch.length} in "${DLQ}" (${reasons.join('; ')}), ${await count(RETRY_1)} in "${RETRY_1}", ${await count(QUEUE)} ready`,
+        why: "A 'reject' error refuses the whole call: retrying it changes nothing. The messages must go where a person will look, with Odoo's words.",
+        fix: "If upsertCustomers() throws an OdooError of kind 'reject': dead-letter every message of the batch with err.message.",
+      });
+    }
+
     // ---- lines 3, 5: Odoo is down ----
     await odoo.setFaults({ down: true });
     const probes = await refuse(RETRY_2);
@@ -284,13 +304,12 @@ export default defineCheck<typeof Exercise>(async (t) =>
     const second = event('21', 1);
     const third = event('22', 1);
     const spent = event('23', 1);
-    await send([parked], null);
     await send([second], { 'x-bridge-attempt': 1 });
     await send([third], { 'x-bridge-attempt': 2 });
     await send([spent], { 'x-bridge-attempt': 3 });
-    t.provoke([3, 5], `took Odoo down, made "${RETRY_2}" refuse copies, then published customer 20 (no headers at all, as the relay publishes), 21 (x-bridge-attempt 1), 22 (attempt 2) and 23 (attempt 3, the last one allowed)`);
+    t.provoke([3, 5], `took Odoo down, made "${RETRY_2}" refuse copies, then published customers 21 (x-bridge-attempt 1), 22 (attempt 2) and 23 (attempt 3, the last one allowed)`);
     const asked = wire.requests.length;
-    const parkedOk = await t.waitFor(async () => (await count(RETRY_1)) >= 1 && (await count(DLQ)) >= 1, 2500, 25);
+    await t.waitFor(async () => (await count(DLQ)) >= 1, 2500, 25);
     await t.waitFor(() => wire.requests.length >= asked + 4, 1500, 10); // Odoo down: a few batches tried, their copies refused
     const inSecond = (await count(RETRY_2)) - probes;
     await accept(RETRY_2);
@@ -299,13 +318,19 @@ export default defineCheck<typeof Exercise>(async (t) =>
     const mainReady = await count(QUEUE);
     const later = (await take(RETRY_2)).filter((m) => m.content.toString() !== 'probe');
     const gaveUp = (await take(DLQ)).find(copyOf(spent));
+    // Last, and Odoo back up at once: a parked event must not come back (after 1 s) while Odoo is still down.
+    await send([parked], null);
+    t.provoke([3, 5], `then published customer 20 (no headers at all, as the relay publishes), Odoo still down`);
+    const parkedOk = await t.waitFor(async () => (await count(RETRY_1)) >= 1, 2500, 10);
+    await odoo.setFaults({ down: false });
+    t.log('brought Odoo back');
     t.observe([3, 5], `"${RETRY_1}": ${await count(RETRY_1)}; "${RETRY_2}": ${inSecond} while refusing, then ${later.map((m) => `${[second, third].find((e) => copyOf(e)(m)) ? `customer ${[second, third].find((e) => copyOf(e)(m))!.key}` : 'an unknown message'} attempt ${JSON.stringify(header(m, 'x-bridge-attempt'))}`).join(', ') || 'nothing'}; "${DLQ}": ${gaveUp ? `customer 23, ${JSON.stringify(header(gaveUp, 'x-bridge-reason'))}` : 'nothing'}; "${QUEUE}": ${mainReady} ready`);
     if (!parkedOk || later.length !== 2) {
       t.fail({
         summary: `While Odoo was down, the events did not go to the delay queue of their attempt (${RETRY_1}: ${parkedOk ? 1 : 0} of 1, ${RETRY_2}: ${later.length} of 2).${reported(log.lines)}`,
         expected: `customer 20 in "${RETRY_1}" with x-bridge-attempt 1; customers 21 and 22 in "${RETRY_2}" with attempts 2 and 3; all acked in "${QUEUE}"`,
         saw: `${mainReady} ready in "${QUEUE}", the rest held unacked by your receiver, requeued, or elsewhere`,
-        why: 'Holding a message and retrying in place (the seed waited 5 s, again and again) blocks every message behind it, and a nack with requeue spins at full speed. A delay queue parks the message outside the main queue and the broker brings it back later; each attempt waits longer.',
+        why: 'Holding a message and retrying in place (the original project waited 5 s, again and again) blocks every message behind it, and a nack with requeue spins at full speed. A delay queue parks the message outside the main queue and the broker brings it back later; each attempt waits longer.',
         fix: "On a 'retry' OdooError: attempt = (x-bridge-attempt ?? 0) + 1; forward each message to retryQueueFor(attempt) with headers x-bridge-attempt and x-bridge-last-error, wait for the confirm, then ack.",
         link: t.ui('queues', RETRY_1),
       });
@@ -348,18 +373,26 @@ export default defineCheck<typeof Exercise>(async (t) =>
       });
     }
 
-    // ---- lines 3, 4: Odoo back, but failing in ways nobody planned, and refusing a batch ----
-    await odoo.setFaults({ down: false });
-    wire.when(isLoad, { status: 200, body: JSON.stringify({ jsonrpc: '2.0', id: 1, result: { ids: false } }) });
+    // ---- line 3: the parked event comes back; then a failure nobody planned ----
+    const backAgain = await arrived([parked.key], 3000);
+    t.observe(3, `customer 20 ${backAgain ? 'reached' : 'did NOT reach'} Odoo once its delay was over`);
+    if (!backAgain) {
+      t.fail({
+        summary: 'After Odoo came back, the parked event (customer 20) did not reach it within 3 s.',
+        expected: 'customer 20 in Odoo once its 1 s delay expired',
+        fix: 'The delay queue sends it back to the main queue (13.2); the receiver must then write it like any other.',
+      });
+    }
+    wire.when(loadOf('24'), { status: 200, body: JSON.stringify({ jsonrpc: '2.0', id: 1, result: { ids: false } }) });
     const odd = event('24', 1);
     await send([odd]);
-    t.provoke(3, "brought Odoo back, answered the next load() with a result the upsert cannot read (ids false and no messages: it throws a TypeError, not an OdooError), and published customer 24");
-    const oddParked = await t.waitFor(async () => (await count(RETRY_1)) >= 2, 2000, 25);
+    t.provoke(3, "once Odoo was back and customer 20 written, published customer 24 and answered its load() with a result the upsert cannot read (ids false and no messages: it throws a TypeError, not an OdooError)");
+    const oddParked = await t.waitFor(async () => (await count(RETRY_1)) >= 1, 2000, 25);
     const oddNote = log.lines.find((l) => l.level === 'warn' && /Cannot read properties/.test(JSON.stringify(l)) && !/gave up/.test(JSON.stringify(l)));
     if (oddParked && !oddNote) {
       t.fail({ summary: 'The receiver sent customer 24 to a delay queue after a TypeError, and logged no warning with that error.', expected: "a warning with the error's message (Cannot read properties of undefined…)", why: 'An error nobody planned for is the one a person most needs to read about.', fix: "log.warn('Odoo unavailable: … wait in a delay queue', { error: err.message }) for every batch sent to a delay queue." });
     }
-    t.observe(3, `"${RETRY_1}" holds ${await count(RETRY_1)} message(s) (customers 20 and 24 expected)`);
+    t.observe(3, `"${RETRY_1}" holds ${await count(RETRY_1)} message(s) (customer 24 expected)`);
     if (!oddParked) {
       t.fail({
         summary: `An error that is not an OdooError (a TypeError inside the upsert) did not send customer 24 to "${RETRY_1}".${reported(log.lines)}`,
@@ -369,30 +402,13 @@ export default defineCheck<typeof Exercise>(async (t) =>
         fix: "In the catch: anything that is not an OdooError is treated like a 'retry' one.",
       });
     }
-    wire.when(isLoad, { status: 200, body: JSON.stringify({ jsonrpc: '2.0', id: 1, error: { code: 200, message: 'Odoo Server Error', data: { name: 'odoo.exceptions.AccessError', message: 'You are not allowed to create Contact (res.partner) records (scripted by the checker)' } } }) });
-    const refused = [event('25', 1), event('26', 1)];
-    await send(refused);
-    t.provoke(4, "answered the next load() with odoo.exceptions.AccessError (a 'reject' OdooError) for a batch of customers 25 and 26");
-    await t.waitFor(async () => (await count(DLQ)) >= 2, 2000, 25);
-    const rejectedBatch = await take(DLQ);
-    const reasons = rejectedBatch.map((m) => String(header(m, 'x-bridge-reason') ?? ''));
-    t.observe(4, `"${DLQ}" got ${rejectedBatch.length} message(s), reasons ${reasons.map((r) => JSON.stringify(r.slice(0, 60))).join(', ')}`);
-    if (rejectedBatch.length !== 2 || !reasons.every((r) => r.includes('not allowed to create Contact'))) {
+    const oddBack = await arrived([odd.key], 3000);
+    t.observe(3, `customer 24 ${oddBack ? 'reached' : 'did NOT reach'} Odoo after its delay`);
+    if (!oddBack) {
       t.fail({
-        summary: `A 'reject' OdooError for the batch of customers 25 and 26 did not dead-letter both with its message (${rejectedBatch.length} dead-lettered).`,
-        expected: `customers 25 and 26 in "${DLQ}", x-bridge-reason with the error's message`,
-        saw: `${rejectedBatch.length} in "${DLQ}" (${reasons.join('; ')}), ${await count(RETRY_1)} in "${RETRY_1}", ${await count(QUEUE)} ready`,
-        why: "A 'reject' error refuses the whole call: retrying it changes nothing. The messages must go where a person will look, with Odoo's words.",
-        fix: "If upsertCustomers() throws an OdooError of kind 'reject': dead-letter every message of the batch with err.message.",
-      });
-    }
-    const backAgain = await arrived([parked.key, odd.key], 3000);
-    t.observe(3, `customers 20 and 24 ${backAgain ? 'reached' : 'did NOT reach'} Odoo after their delay`);
-    if (!backAgain) {
-      t.fail({
-        summary: 'After Odoo came back, the parked events did not reach it within 3 s.',
-        expected: 'customers 20 and 24 in Odoo once the 1 s delay expired',
-        fix: 'The delay queue sends them back to the main queue (13.2); the receiver must then write them like any other.',
+        summary: 'Customer 24, parked after an error nobody planned, did not reach Odoo within 3 s.',
+        expected: 'customer 24 in Odoo once its 1 s delay expired',
+        fix: 'The delay queue sends it back to the main queue (13.2); the receiver must then write it like any other.',
       });
     }
 
@@ -462,7 +478,7 @@ export default defineCheck<typeof Exercise>(async (t) =>
             : !refusedLogged ? "The broker refused the receiver's reconnection, and it logged no warning with the error." : 'The receiver came back, and logged no info line saying it consumes again.',
         expected: "a warning with the channel's error, an error when it cannot consume again, a warning with the error's message for each failed reconnection, an info line once consuming",
         saw: shut.map((l) => `${l.level} "${l.msg}"${l.error ? ` (${String(l.error)})` : ''}`).slice(0, 8).join('; ') || 'nothing',
-        why: "The seed's advice holds: keep a log, to find out later why something failed. A receiver that stops consuming in silence looks exactly like one with nothing to do.",
+        why: "The original project's advice holds: keep a log, to find out later why something failed. A receiver that stops consuming in silence looks exactly like one with nothing to do.",
         fix: "log.error('could not resume consuming', { error: err.message }) where resuming fails; log.warn('broker unreachable', { error: err.message }) in each failed reconnection; log.info('consuming') once consuming.",
       });
     }

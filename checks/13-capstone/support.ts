@@ -2,9 +2,10 @@
 // (on the capstone's shared embedded cluster, or DATABASE_URL's server), the Odoo
 // stand-in in-process on a free port, and sample events. Candidates for the runner:
 // withResources() (cleanups that run whatever happens) is generic.
+import type { Channel, Message } from 'amqplib';
 import dc from 'node:diagnostics_channel';
 import http from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import net, { type AddressInfo, type Socket } from 'node:net';
 import pg from 'pg';
 import { readFile } from 'node:fs/promises';
 import type { CheckContext } from '../../runner/check/context.js';
@@ -104,6 +105,11 @@ export function partnersOf(odoo: OdooStandIn, key: string): Record<string, unkno
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Timers that keep the event loop alive (unref()'d ones do not count). */
+export function pendingTimers(): number {
+  return process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+}
+
 
 /**
  * Runs a step of the checker that the code under check can make fail (a queue it did not
@@ -137,6 +143,41 @@ export async function rejection(p: () => Promise<unknown>, ms = 5000): Promise<E
   }
 }
 const TIMEOUT = new Error('timeout');
+
+/**
+ * Takes the messages ready in `queue` (at most `max`; acked, so gone afterwards) with a
+ * consumer rather than basic.get: "bridge.customers" has a single active consumer, and a
+ * quorum queue with one refuses basic.get (405 RESOURCE_LOCKED). While another consumer is
+ * the active one, this one waits: it returns what came within `ms`.
+ */
+export async function takeReady(t: CheckContext<unknown>, queue: string, max = 1000, ms = 2000): Promise<Message[]> {
+  const ch = await t.channel();
+  try {
+    const want = Math.min((await ch.checkQueue(queue)).messageCount, max);
+    if (want === 0) return [];
+    await ch.prefetch(want);
+    const taken = await firstMessages(ch, queue, want, ms);
+    if (taken.length) ch.ack(taken.at(-1)!, true);
+    return taken;
+  } finally {
+    await ch.close().catch(() => undefined);
+  }
+}
+
+/** The first `n` messages a consumer on `ch` receives from `queue` within `ms` (unacked; the consumer is cancelled). */
+export async function firstMessages(ch: Channel, queue: string, n: number, ms: number): Promise<Message[]> {
+  const got: Message[] = [];
+  let enough: () => void = () => undefined;
+  const full = new Promise<void>((resolve) => (enough = resolve));
+  const { consumerTag } = await ch.consume(queue, (m) => {
+    if (m && got.length < n && got.push(m) === n) enough();
+  });
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([full, new Promise((r) => (timer = setTimeout(r, ms)))]);
+  clearTimeout(timer);
+  await ch.cancel(consumerTag);
+  return got;
+}
 
 /** A request as the proxy saw it. */
 export interface WireRequest {
@@ -178,7 +219,7 @@ export interface WireProxy {
 export async function wireProxy(defer: (c: Cleanup) => void, target: string): Promise<WireProxy> {
   const requests: WireRequest[] = [];
   const script: { match: (r: WireRequest) => boolean; answer: Scripted }[] = [];
-  const sockets = new Set<import('node:net').Socket>();
+  const sockets = new Set<Socket>();
   const upstream = new URL(target);
   const server = http.createServer(async (req, res) => {
     const chunks: Buffer[] = [];
@@ -235,6 +276,86 @@ export async function wireProxy(defer: (c: Cleanup) => void, target: string): Pr
     setDown: async (down) => {
       if (down) await close();
       else await listen(port);
+    },
+  };
+}
+
+export interface TcpProxy {
+  /** `amqpUrl` with the proxy's host and port instead of the broker's. */
+  url: string;
+  /** Connections the proxy accepted so far. */
+  opened(): number;
+  /**
+   * The connections open at this moment stop forwarding, both ways: what the client sends
+   * never reaches the broker, and nothing comes back (no confirm, no heartbeat). Newer
+   * connections pass as usual. Returns how many were frozen.
+   */
+  freeze(): number;
+  /** Ends the frozen connections abruptly, both sides: what they held is never delivered. */
+  resetFrozen(): number;
+}
+
+/**
+ * A TCP proxy in front of the broker, to stop one connection without touching the broker
+ * (a broker-wide alarm would block every other check on it). Its sockets to the broker are
+ * the code under check's connections, as the checker's socket tracker sees them.
+ */
+export async function tcpProxy(defer: (c: Cleanup) => void, amqpUrl: string): Promise<TcpProxy> {
+  const target = new URL(amqpUrl);
+  const pairs = new Set<{ client: Socket; upstream: Socket; frozen: boolean }>();
+  let opened = 0;
+  const server = net.createServer((client) => {
+    opened++;
+    const upstream = net.connect(Number(target.port || 5672), target.hostname);
+    const pair = { client, upstream, frozen: false };
+    pairs.add(pair);
+    client.pipe(upstream);
+    upstream.pipe(client);
+    const end = () => {
+      pairs.delete(pair);
+      client.destroy();
+      upstream.destroy();
+    };
+    for (const s of [client, upstream]) {
+      s.on('error', end);
+      s.on('close', end);
+    }
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port));
+  });
+  defer(async () => {
+    const closed = new Promise<void>((r) => server.close(() => r()));
+    for (const p of pairs) {
+      p.client.destroy();
+      p.upstream.destroy();
+    }
+    await closed;
+  });
+  return {
+    url: Object.assign(new URL(amqpUrl), { host: `127.0.0.1:${port}` }).href,
+    opened: () => opened,
+    freeze() {
+      let n = 0;
+      for (const p of pairs) {
+        if (p.frozen) continue;
+        p.client.unpipe(p.upstream);
+        p.upstream.unpipe(p.client);
+        p.client.pause();
+        p.upstream.pause();
+        p.frozen = true;
+        n++;
+      }
+      return n;
+    },
+    resetFrozen() {
+      const frozen = [...pairs].filter((p) => p.frozen);
+      for (const p of frozen) {
+        p.client.resetAndDestroy();
+        p.upstream.resetAndDestroy();
+      }
+      return frozen.length;
     },
   };
 }

@@ -4,10 +4,13 @@
 // The relay and the receiver both call assertTopology() (declaring is idempotent), so
 // whichever starts first, nothing is ever published into the void. It must declare:
 //   1. a durable direct exchange EXCHANGE ('bridge') and the quorum queue QUEUE ('bridge.customers'),
-//      bound to it with ROUTING_KEY ('customer') and nothing else,
+//      bound to it with ROUTING_KEY ('customer') and nothing else, with a single active consumer
+//      (x-single-active-consumer true): however many receivers run, one at a time gets the
+//      events, so two never write the same customer at once; the others wait to take over,
 //   2. the dead-letter queue DEAD_LETTER_QUEUE ('bridge.customers.dead', quorum), where QUEUE puts
 //      what it gives up on (x-dead-letter-exchange '', x-dead-letter-routing-key DEAD_LETTER_QUEUE,
-//      at-least-once), for events Odoo will never accept,
+//      x-dead-letter-strategy at-least-once with x-overflow reject-publish), for events Odoo will
+//      never accept,
 //   3. one delay queue per entry of `delaysMs`, named retryQueue(delay) ('bridge.customers.retry.5s',
 //      'bridge.customers.retry.400ms'), quorum, whose messages expire after that delay (x-message-ttl)
 //      and are then dead-lettered BACK to QUEUE (x-dead-letter-exchange '' = the default exchange,
@@ -15,9 +18,9 @@
 //      x-overflow reject-publish),
 //   4. declaring again is harmless (nothing deleted, nothing lost), and a declaration the broker
 //      refuses (a queue that exists with other arguments) rejects assertTopology() with its error,
-//   5. retryQueueFor(attempt) says which delay queue the n-th retry waits in: the first waits
-//      delaysMs[0] (RETRY_DELAYS_MS starts at 5 s, as in the seed), each later one longer, and
-//      the last delay repeats,
+//   5. retryQueueFor(attempt, delaysMs = RETRY_DELAYS_MS) says which delay queue the n-th retry
+//      waits in: the first waits delaysMs[0] (RETRY_DELAYS_MS starts at 5 s, as the original
+//      project waited), each later one longer, and the last delay repeats,
 //   6. connect(url, name, log) opens a connection named `name` (the management UI shows it) whose
 //      errors are logged with their message instead of crashing the process.
 import amqp, { type Channel, type ChannelModel } from 'amqplib';
@@ -28,7 +31,7 @@ export const EXCHANGE = 'bridge';
 export const ROUTING_KEY = 'customer';
 export const QUEUE = 'bridge.customers';
 export const DEAD_LETTER_QUEUE = 'bridge.customers.dead';
-/** 5 s first, as the seed's receiver waited, then growing. */
+/** 5 s first, as the original project's receiver waited, then growing. */
 export const RETRY_DELAYS_MS = [5_000, 10_000, 20_000, 30_000];
 
 /** What the relay publishes, one message per outbox row. */
@@ -61,7 +64,8 @@ export async function assertTopology(channel: Channel, delaysMs: number[] = RETR
 
   await channel.assertExchange(EXCHANGE, 'direct', { durable: true });
   // TODO 1: declare DEAD_LETTER_QUEUE: durable, quorum.
-  // TODO 2: declare QUEUE: durable, quorum, dead-lettering to DEAD_LETTER_QUEUE
+  // TODO 2: declare QUEUE: durable, quorum, one active consumer at a time ('x-single-active-consumer': true),
+  //         dead-lettering to DEAD_LETTER_QUEUE
   //         ('x-dead-letter-exchange': '', 'x-dead-letter-routing-key': DEAD_LETTER_QUEUE, ...atLeastOnce),
   //         and bind it to EXCHANGE with ROUTING_KEY.
   // TODO 3: for each delay: declare retryQueue(delay), durable, quorum, with 'x-message-ttl': delay

@@ -1,15 +1,15 @@
 // Exercise 13.6: the receiver: batches to Odoo, and every message ends acked, retried later, or dead-lettered with a reason
 // Text: chapters/13-capstone/README.md   Check: npm run check 13.6   Hint: npm run hint 13.6
 //
-// The seed's receiver.py acked on HTTP 200 and, while Odoo was down, held the message and
-// tried again every 5 s, blocking the queue. startReceiver(options) must:
+// The original project's receiver.py acked on HTTP 200 and, while Odoo was down, held the
+// message and tried again every 5 s, blocking the queue. startReceiver(options) must:
 //   1. consume QUEUE with manual acks, on a confirm channel with `prefetch`, collect what comes
 //      within `batchWaitMs` of the first message, and hand it to upsertCustomers() in batches
 //      of at most `batchSize` (an idle receiver calls nobody),
 //   2. per Outcome: 'written' and 'stale' -> ack; 'rejected' -> copy to DEAD_LETTER_QUEUE
 //      with the reason in header 'x-bridge-reason', then ack; a message that is not JSON
 //      is dead-lettered the same way,
-//   3. when the client throws a 'retry' OdooError (Odoo down, 5xx, session expired...), or
+//   3. when the client throws a 'retry' OdooError (Odoo down, 5xx, a serialization failure...), or
 //      anything that is not an OdooError: copy each message to retryQueueFor(attempt) with
 //      headers 'x-bridge-attempt' = attempt (1 the first time, then +1) and
 //      'x-bridge-last-error' = the error's message, then ack: the delay queue brings it back

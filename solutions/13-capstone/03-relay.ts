@@ -1,8 +1,8 @@
 // Exercise 13.3: the relay: outbox rows -> RabbitMQ, marked published only once the broker has them
 // Text: chapters/13-capstone/README.md   Check: npm run check 13.3   Hint: npm run hint 13.3
 //
-// The seed's listen.py turned each NOTIFY into a message, and lost every change made while
-// it was not listening. The relay reads the outbox instead; NOTIFY only wakes it up.
+// The original project's listen.py turned each NOTIFY into a message, and lost every change
+// made while it was not listening. The relay reads the outbox instead; NOTIFY only wakes it up.
 // startRelay(options) must:
 //   1. LISTEN on channel 'outbox' on a connection of its own, and drain on every notification
 //      (one that arrives during a drain makes one more drain when it ends),
@@ -28,7 +28,13 @@
 //      that came back, an info line once connected again; no warning nor error on a good day,
 //   7. startRelay() rejects, closing what it opened, when it cannot connect, LISTEN or declare
 //      the topology; stop() stops cleanly, even while connections are down: no drain left
-//      running, every connection closed, nothing reconnecting afterwards.
+//      running, every connection closed, nothing reconnecting afterwards,
+//   8. wait for a batch's confirms at most `confirmTimeoutMs`: a broker that takes the messages
+//      and never confirms them (a memory or disk alarm, a connection that died without a word)
+//      must not keep the drain's transaction open and its rows locked. On time-out, fail the
+//      drain with an error that says so (logged as in 6), roll back (the rows stay unpublished,
+//      their locks are released), close the broker connection without waiting for its answer,
+//      and reconnect as in 5: the next drain takes them again; stop() leaves no timer running.
 import type { ChannelModel, ConfirmChannel } from 'amqplib';
 import pg from 'pg';
 import { pathToFileURL } from 'node:url';
@@ -43,6 +49,8 @@ export interface RelayOptions {
   batchSize?: number;
   /** Drain this often even without a notification. */
   fallbackMs?: number;
+  /** How long a drain waits for the broker's confirms before it rolls back (default 30 s). */
+  confirmTimeoutMs?: number;
   log?: Logger;
 }
 
@@ -63,7 +71,7 @@ interface OutboxRow {
 }
 
 export async function startRelay(options: RelayOptions): Promise<Relay> {
-  const { databaseUrl, amqpUrl, batchSize = 1000, fallbackMs = 2000, log = createLogger('relay') } = options;
+  const { databaseUrl, amqpUrl, batchSize = 1000, fallbackMs = 2000, confirmTimeoutMs = 30_000, log = createLogger('relay') } = options;
   let stopping = false;
   let published = 0;
   let channel: ConfirmChannel | undefined; // undefined while the broker is away
@@ -137,7 +145,7 @@ export async function startRelay(options: RelayOptions): Promise<Relay> {
     ch.on('return', onReturn);
     try {
       // #region publish
-      const results = await Promise.all(
+      const confirms = Promise.all(
         rows.map(
           (row) =>
             new Promise<boolean>((resolve) => {
@@ -172,6 +180,22 @@ export async function startRelay(options: RelayOptions): Promise<Relay> {
         ),
       );
       // #endregion
+      // #region time-limit
+      // The rows stay locked until this drain commits or rolls back: never wait for ever.
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`the broker did not confirm this batch within ${confirmTimeoutMs} ms`)), confirmTimeoutMs);
+      });
+      let results: boolean[];
+      try {
+        results = await Promise.race([confirms, late]);
+      } catch (err) {
+        dropBroker();
+        throw err; // drainBatch() rolls back: the rows stay unpublished, and unlocked
+      } finally {
+        clearTimeout(timer);
+      }
+      // #endregion
       if (returned.size > 0) {
         log.error(`${returned.size} event(s) came back unroutable: is the queue gone? Declaring the topology again`);
         await assertTopology(ch);
@@ -192,6 +216,7 @@ export async function startRelay(options: RelayOptions): Promise<Relay> {
       ch.on('close', () => void conn.close().catch(() => undefined));
       await assertTopology(ch);
       conn.on('close', () => {
+        if (connection !== conn) return; // one we gave up on (dropBroker) closing at last
         channel = undefined;
         connection = undefined;
         if (!stopping) {
@@ -207,6 +232,19 @@ export async function startRelay(options: RelayOptions): Promise<Relay> {
       await conn.close().catch(() => undefined);
       throw err;
     }
+  }
+
+  /**
+   * Gives up on a connection whose broker stopped confirming: forgets it, closes it without
+   * waiting (a broker that confirms nothing may not answer the close either; amqplib's
+   * heartbeat ends it if nothing comes back), and connects anew. The failed drain logs why.
+   */
+  function dropBroker() {
+    const conn = connection!; // still there: a connection that closes settles every confirm first
+    channel = undefined;
+    connection = undefined;
+    void conn.close().catch(() => undefined);
+    void reconnectBroker();
   }
 
   async function reconnectBroker() {

@@ -5,7 +5,7 @@
 //   {"jsonrpc":"2.0","method":"call","params":{"service":…,"method":…,"args":[…]},"id":n}
 // and it answers HTTP 200 even when it refuses: the body then has an `error` member
 // ({code, message, data: {name, message, arguments, debug}}) instead of `result`.
-// The seed acked on HTTP 200, and so lost every record Odoo rejected.
+// The original project acked on HTTP 200, and so lost every record Odoo rejected.
 // createOdooClient(config) must return a client that
 //   1. sends every call as such a POST to <config.url>/jsonrpc (config.url with or without a
 //      trailing '/'), with content-type application/json,
@@ -14,13 +14,14 @@
 //      a 'fatal' OdooError then,
 //   3. execute(model, method, args, kwargs = {}) calls service "object", method "execute_kw" with
 //      [db, uid, apiKey, model, method, args, kwargs] and returns `result`; it authenticates
-//      before its first call only, and again after a session expired,
+//      before its first call only, and never again because a call failed: /jsonrpc keeps no
+//      session, Odoo checks db, uid and key on every call, so the uid stays valid,
 //   4. throws, for every failure, an OdooError(message, kind, odooName): odooName is Odoo's
 //      exception (error.data.name) or what failed before Odoo answered ('network', 'http.502'),
 //      the message says what happened (Odoo's message, the HTTP status, the network error's
 //      code), and kind tells the receiver what to do (classify(name) decides for Odoo's errors):
 //      a. 'retry': a network error, a timeout (config.timeoutMs), HTTP 5xx or 429, a body that
-//         is not JSON, session expired (code 100), database errors (psycopg2.*), anything unknown,
+//         is not JSON, database errors (psycopg2.*), anything unknown,
 //      b. 'reject': the record itself is wrong: ValidationError, UserError, MissingError,
 //         AccessError, and Python's ValueError, TypeError, KeyError,
 //      c. 'fatal': AccessDenied, or an HTTP status other than 200 that is neither 5xx nor 429
@@ -71,8 +72,7 @@ const REJECTED = new Set([
 export function classify(name: string): FailureKind {
   if (name === 'odoo.exceptions.AccessDenied') return 'fatal';
   if (REJECTED.has(name)) return 'reject';
-  // An expired session (log in again), psycopg2.* (serialization failures, a restarting
-  // database) and the unknown: try later.
+  // psycopg2.* (serialization failures, a restarting database) and the unknown: try later.
   return 'retry';
 }
 
@@ -132,13 +132,10 @@ export function createOdooClient(config: OdooConfig): OdooClient {
   return {
     authenticate,
     async execute<T>(model: string, method: string, args: unknown[], kwargs: Record<string, unknown> = {}): Promise<T> {
+      // One login for the client's life: /jsonrpc has no session to expire, it checks the key on
+      // every call (a revoked key is AccessDenied on the next one).
       const id = uid ?? (await authenticate());
-      try {
-        return (await rpc('object', 'execute_kw', [config.db, id, config.apiKey, model, method, args, kwargs])) as T;
-      } catch (err) {
-        if (err instanceof OdooError && err.odooName === 'odoo.http.SessionExpiredException') uid = undefined; // log in again next time
-        throw err;
-      }
+      return (await rpc('object', 'execute_kw', [config.db, id, config.apiKey, model, method, args, kwargs])) as T;
     },
   };
 }
