@@ -74,16 +74,22 @@ program.command('doctor').description('check Node, the broker, Docker, rabbitmq-
   .action(run(() => commands.doctor().then((m) => m.doctorCommand())));
 
 program.command('selfcheck').argument('[ids...]').option('--verbose', 'print every verdict')
+  .option('--timings', 'for each check, and in all, where the time went (sandbox, worker, your code, waiting…)')
+  .option('--concurrency <n>', 'checks at once (default: see runner/selfcheck.ts)')
   .description('the workbook checks itself: starters fail, solutions pass, known-wrong variants fail as expected')
-  .action(run((ids: string[], o: { verbose?: boolean }) => commands.selfcheck().then((m) => m.selfcheckCommand(ids, o))));
+  .action(run((ids: string[], o: { verbose?: boolean; timings?: boolean; concurrency?: string }) => commands.selfcheck().then((m) => m.selfcheckCommand(ids, o))));
 
 program.command('variant').argument('<action>', 'open | save').argument('<id>', 'exercise id').argument('<name>', 'variant name (ok-… for an alternative solution)')
   .description('for authors: open a known-wrong variant or alternative solution as a file to edit, save it back as its patch')
   .action(run((action: string, id: string, name: string) => commands.variant().then((m) => m.variantCommand(action, id, name))));
 
-program.command('lab').argument('<name>', 'confirms').option('--messages <n>', 'how many messages', '50000')
-  .description("runs a chapter's lab against your broker (confirms: chapter 4's publisher confirms lab)")
-  .action(run((name: string, o: { messages: string }) => commands.lab().then((m) => m.labCommand(name, o))));
+program.command('lab').argument('<name>', 'confirms | failover').option('--messages <n>', 'confirms: how many messages', '50000')
+  .option('--cycles <n>', 'failover: how many leader kills', '20')
+  .option('--record', 'failover: write the results to BENCHMARKS.md')
+  .option('--measure-start <n>', 'failover: first stop and start the cluster n times, and time each start')
+  .option('--blank', 'failover, with --measure-start: remove the cluster folder before each start (a blank cluster)')
+  .description("runs a chapter's lab (confirms: chapter 4's publisher confirms lab, on your broker; failover: chapter 8's leader kills, on the local cluster)")
+  .action(run((name: string, o: import('./commands/lab.js').LabOptions) => commands.lab().then((m) => m.labCommand(name, o))));
 
 program.command('mutation').argument('[ids...]').option('--concurrency <n>', 'mutants checked at once', '6').option('--record', 'write the table to MUTATION.md')
   .description('for authors: mutates each reference solution (StrykerJS) and runs its check against every mutant')

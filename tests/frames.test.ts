@@ -67,6 +67,23 @@ describe('the frame reader', () => {
     socket.destroy();
   });
 
+  it('reads an exchange declaration, a binding and confirm mode (chapter 8: made again on every connection)', async () => {
+    const mark = connectionMark();
+    const socket = await client(
+      startOk('my service', 'en_US'),
+      method(1, 40, 10, u16(0), shortstr('orders'), shortstr('topic'), Buffer.from([2]), u32(0)),
+      method(1, 50, 20, u16(0), shortstr('billing'), shortstr('orders'), shortstr('order.created'), Buffer.from([0]), u32(0)),
+      method(2, 85, 10, Buffer.from([0])),
+    );
+    const [c] = connectionsSince(mark);
+    expect(c?.sent).toMatchObject([
+      { name: 'exchange.declare', exchange: 'orders', exchangeType: 'topic' },
+      { name: 'queue.bind', queue: 'billing', exchange: 'orders', routingKey: 'order.created' },
+      { name: 'confirm.select', channel: 2 },
+    ]);
+    socket.destroy();
+  });
+
   it("leaves out the checker's own connection, and tells listeners of each method once written", async () => {
     const mark = connectionMark();
     const seen: string[] = [];

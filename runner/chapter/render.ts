@@ -19,6 +19,8 @@ export function renderMarkdown(markdown: string, width = Math.min(process.stdout
     renderer[name] = function (this: { options: unknown; parser: unknown }, ...args: unknown[]) {
       // marked 12 passes (text, info string); a token object in later versions.
       if (name === 'code') return typeof args[0] === 'object' ? codeBlock((args[0] as Tokens.Code).text, (args[0] as Tokens.Code).lang) : codeBlock(args[0] as string, args[1] as string | undefined);
+      // An HTML comment is invisible in Markdown (a note to authors): marked-terminal prints it as it is.
+      if (name === 'html' && /^\s*<!--[\s\S]*-->\s*$/.test(typeof args[0] === 'object' ? (args[0] as Tokens.HTML).text : String(args[0]))) return '';
       terminal.options = this.options;
       terminal.parser = this.parser;
       if (name === 'table') {

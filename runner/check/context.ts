@@ -11,6 +11,7 @@ import { connectionsOpenedTo, cutConnectionsTo, ignoreSocket, openConnectionsTo 
 import { CheckFailure, CheckSkipped, type Finding } from './verdict.js';
 import { refIds, type ContractCoverage, type ContractRef } from './contract.js';
 import { closing, connectionsSince, nackedInsteadOfRejected, sentBy, type AmqpConnection, type SentMethod } from './frames.js';
+import { PhaseClock } from './timings.js';
 
 export interface ContextInit<T> {
   target: T;
@@ -25,6 +26,8 @@ export interface ContextInit<T> {
 export class CheckContext<T = unknown> {
   readonly target: T;
   readonly vhost: string;
+  /** The compiled file of the code under check (what the worker imported): for checks that run it in a process of their own. */
+  readonly targetPath: string;
   /** amqp URL of the sandbox vhost: hand this to the code under check. */
   readonly url: string;
   readonly mgmt: ManagementClient;
@@ -33,12 +36,15 @@ export class CheckContext<T = unknown> {
   readonly notes: string[] = [];
   /** The contract lines this run provoked and observed (see contract.ts). */
   readonly coverage: ContractCoverage = { provoked: [], observed: [] };
+  /** Where the check's time goes: the code under check, waiting for the broker, the checker's own steps. */
+  readonly clock = new PhaseClock();
   private conn?: Promise<ChannelModel>;
   private readonly amqpPort: number;
 
   constructor(private readonly init: ContextInit<T>) {
     this.target = init.target;
     this.vhost = init.vhost;
+    this.targetPath = init.targetPath;
     this.broker = init.broker;
     this.url = `${init.broker.amqpUrl}/${enc(init.vhost)}`;
     this.mgmt = managementFor(init.broker);
@@ -104,7 +110,7 @@ export class CheckContext<T = unknown> {
       timer = setTimeout(() => reject(new CallTimeout()), timeoutMs);
     });
     try {
-      return await Promise.race([Promise.resolve().then(fn), timeout]);
+      return await this.clock.during('learner', () => Promise.race([Promise.resolve().then(fn), timeout]));
     } catch (err) {
       if (err instanceof CallTimeout) {
         this.fail({
@@ -136,12 +142,14 @@ export class CheckContext<T = unknown> {
 
   /** A fresh channel on the checker's connection. A broker error on it rejects the next call instead of crashing. */
   async channel(): Promise<Channel> {
+    this.clock.channels++;
     const ch = await (await this.connection()).createChannel();
     ch.on('error', (err: Error) => this.recordBrokerError(err));
     return ch;
   }
 
   async confirmChannel(): Promise<ConfirmChannel> {
+    this.clock.channels++;
     const ch = await (await this.connection()).createConfirmChannel();
     ch.on('error', (err: Error) => this.recordBrokerError(err));
     return ch;
@@ -181,6 +189,7 @@ export class CheckContext<T = unknown> {
   async reconnect(): Promise<void> {
     const old = this.conn;
     this.conn = undefined;
+    this.probeChannel = undefined;
     await old?.then((c) => c.close()).catch(() => undefined);
   }
 
@@ -203,28 +212,50 @@ export class CheckContext<T = unknown> {
 
   /** Ready-message count, straight from the broker over AMQP (the management API lags by a statistics tick). */
   async messageCount(queue: string): Promise<number> {
-    const ch = await this.channel();
-    try {
-      return (await ch.checkQueue(queue)).messageCount;
-    } finally {
-      await ch.close().catch(() => undefined);
-    }
+    return (await this.checkQueue(queue)).messageCount;
+  }
+
+  /** A passive declaration of `queue`: its ready messages and consumers, exact at once. */
+  private checkQueue(queue: string): Promise<{ messageCount: number; consumerCount: number }> {
+    return this.onProbeChannel((ch) => ch.checkQueue(queue));
+  }
+
+  /** The channel of messageCount(), consumerCount() and takeMessages(), kept between calls. */
+  private probeChannel?: Channel;
+  private probes: Promise<unknown> = Promise.resolve();
+
+  /**
+   * Runs `fn` on the checker's probe channel, one call at a time. Checks poll the broker with
+   * these: a channel opened and closed for each probe cost the broker several times the probe
+   * itself. A refusal (404 for a missing queue) closes the channel, so it is dropped after any
+   * error, and the next call opens another.
+   */
+  private onProbeChannel<R>(fn: (ch: Channel) => Promise<R>): Promise<R> {
+    const next = this.probes.then(async () => {
+      const ch = (this.probeChannel ??= await this.channel());
+      try {
+        return await fn(ch);
+      } catch (err) {
+        if (this.probeChannel === ch) this.probeChannel = undefined;
+        await ch.close().catch(() => undefined);
+        throw err;
+      }
+    });
+    this.probes = next.catch(() => undefined);
+    return next;
   }
 
   /** Takes up to `max` messages off a queue (acked: they are gone afterwards). */
   async takeMessages(queue: string, max = 100): Promise<GetMessage[]> {
-    const ch = await this.channel();
-    const out: GetMessage[] = [];
-    try {
+    return this.onProbeChannel(async (ch) => {
+      const out: GetMessage[] = [];
       for (let i = 0; i < max; i++) {
         const m = await ch.get(queue, { noAck: true });
         if (!m) break;
         out.push(m);
       }
       return out;
-    } finally {
-      await ch.close().catch(() => undefined);
-    }
+    });
   }
 
   /** Publishes through a confirm channel and waits until the broker has them. */
@@ -259,13 +290,21 @@ export class CheckContext<T = unknown> {
 
   /** Polls `probe` until it returns something truthy, or gives up after `timeoutMs` and returns undefined. */
   async waitFor<R>(probe: () => Promise<R | undefined | false | null> | R | undefined | false | null, timeoutMs: number, everyMs = 25): Promise<R | undefined> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const value = await probe();
-      if (value) return value;
-      if (Date.now() >= deadline) return undefined;
-      await new Promise((r) => setTimeout(r, everyMs));
-    }
+    return this.clock.during('waiting', async () => {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        this.clock.polls++;
+        const value = await probe();
+        if (value) return value;
+        if (Date.now() >= deadline) return undefined;
+        await new Promise((r) => setTimeout(r, everyMs));
+      }
+    });
+  }
+
+  /** Waits `ms` (a window in which something must not happen); counted as waiting in the timings. */
+  pause(ms: number): Promise<void> {
+    return this.clock.during('waiting', () => new Promise<void>((r) => setTimeout(r, ms)));
   }
 
   /**
@@ -283,12 +322,7 @@ export class CheckContext<T = unknown> {
 
   /** Consumers on `queue` counted by the queue itself over AMQP (exact at once, unlike the management API). */
   async consumerCount(queue: string): Promise<number> {
-    const ch = await this.channel();
-    try {
-      return (await ch.checkQueue(queue)).consumerCount;
-    } finally {
-      await ch.close().catch(() => undefined);
-    }
+    return (await this.checkQueue(queue)).consumerCount;
   }
 
   /**

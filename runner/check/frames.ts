@@ -15,7 +15,10 @@ export interface SentMethod {
   name:
     | 'connection.close'
     | 'channel.close'
+    | 'exchange.declare'
     | 'queue.declare'
+    | 'queue.bind'
+    | 'confirm.select'
     | 'basic.qos'
     | 'basic.consume'
     | 'basic.cancel'
@@ -23,8 +26,12 @@ export interface SentMethod {
     | 'basic.ack'
     | 'basic.reject'
     | 'basic.nack';
-  /** queue.declare, basic.consume: the queue. */
+  /** queue.declare, queue.bind, basic.consume: the queue. */
   queue?: string;
+  /** exchange.declare, queue.bind: the exchange; exchange.declare: its type; queue.bind: the binding key. */
+  exchange?: string;
+  exchangeType?: string;
+  routingKey?: string;
   noAck?: boolean;
   deliveryTag?: number;
   multiple?: boolean;
@@ -48,7 +55,10 @@ export interface AmqpConnection {
 const METHODS: Record<string, SentMethod['name']> = {
   '10.50': 'connection.close',
   '20.40': 'channel.close',
+  '40.10': 'exchange.declare',
   '50.10': 'queue.declare',
+  '50.20': 'queue.bind',
+  '85.10': 'confirm.select',
   '60.10': 'basic.qos',
   '60.20': 'basic.consume',
   '60.30': 'basic.cancel',
@@ -84,6 +94,13 @@ function decode(channel: number, p: Buffer, entry: AmqpConnection): SentMethod |
       const tagAt = 3 + queueLength;
       m.noAck = (a[tagAt + 1 + a[tagAt]!]! & 2) === 2;
     }
+  }
+  if (name === 'exchange.declare' || name === 'queue.bind') {
+    // After a reserved short: shortstr fields, in order.
+    const strings: string[] = [];
+    for (let at = 2; strings.length < 3 && at < a.length; at += 1 + a[at]!) strings.push(a.toString('utf8', at + 1, at + 1 + a[at]!));
+    if (name === 'exchange.declare') [m.exchange, m.exchangeType] = strings;
+    else [m.queue, m.exchange, m.routingKey] = strings;
   }
   if (name === 'basic.ack' || name === 'basic.reject' || name === 'basic.nack') {
     m.deliveryTag = Number(a.readBigUInt64BE(0));

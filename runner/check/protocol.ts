@@ -1,6 +1,7 @@
 // Messages between the runner and a check worker.
 import type { BrokerInfo } from '../broker/types.js';
 import type { Finding, TargetKind, Verdict } from './verdict.js';
+import type { Timings } from './timings.js';
 
 export interface WorkerJob {
   id: string;
@@ -16,7 +17,12 @@ export interface WorkerJob {
   env?: Record<string, string>;
 }
 
-export type WorkerResult = Pick<Verdict, 'status' | 'steps' | 'notes' | 'contract'> & { finding?: Finding };
+export type WorkerResult = Pick<Verdict, 'status' | 'steps' | 'notes' | 'contract'> & {
+  finding?: Finding;
+  /** The worker's phases (timings.ts), and when its code began to run (epoch ms: the runner derives the start-up from it). */
+  timings?: Timings;
+  startedAt?: number;
+};
 
 export type FromWorker =
   | { type: 'step'; text: string }

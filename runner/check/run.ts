@@ -18,6 +18,7 @@ import { keptVhosts } from './kept.js';
 import { OutputTail } from './output-tail.js';
 import { mapCompiledPaths } from './source-map.js';
 import { buildFile, CompileError, IS_COMPILED, syncBuild } from '../build.mjs';
+import { lap, type Timings } from './timings.js';
 
 // Workers run the compiled tree (runner/build.mjs), without tsx.
 const WORKER_MAIN = path.join(ROOT, 'runner', 'check', 'worker-main.ts');
@@ -198,6 +199,12 @@ export async function runCheck(job: CheckJob, broker: BrokerInfo, opts: RunOptio
   const restarts = job.exercise.restartsBroker;
   if (restarts) barrier.join();
   try {
+    if (job.exercise.cluster) {
+      // Chapter 8: the check runs against the local three-node cluster, and breaks it (cluster-run.ts).
+      const { runOnCluster } = await import('./cluster-run.js');
+      const base = { id: job.exercise.id, title: job.exercise.title, target: job.target, variant: job.variant, targetPath: rel(job.targetPath) };
+      return await runOnCluster(base, (cluster) => checkInSandbox(job, cluster, opts, barrier));
+    }
     return await checkInSandbox(job, broker, opts, barrier);
   } finally {
     if (restarts) barrier.leave();
@@ -229,18 +236,24 @@ async function checkInSandbox(job: CheckJob, broker: BrokerInfo, opts: RunOption
   }
 
   let sandbox: Sandbox;
+  const made = lap();
   try {
     sandbox = await createSandbox(broker, `${exercise.id}-${job.variant ?? job.target}`);
   } catch (err) {
     return { ...base, status: 'error', finding: { summary: `Could not create a sandbox vhost: ${(err as Error).message}` }, steps: [], notes: [], durationMs: Date.now() - started };
   }
+  const timings: Timings = { sandbox: made() };
 
+  const compiling = lap();
   const compiled = await prepare(job);
-  const result =
+  timings.compile = compiling();
+  const result: WorkerResult & { output?: string[] } =
     'error' in compiled
       ? { status: compiled.status, finding: compiled.error, steps: [], notes: [] }
       : await runInWorker(job, compiled, broker, sandbox.vhost, barrier, opts.onStep);
-  const verdict: Verdict = { ...base, ...result, vhost: sandbox.vhost, durationMs: Date.now() - started };
+  Object.assign(timings, result.timings);
+  const { startedAt: _, ...outcome } = result;
+  const verdict: Verdict = { ...base, ...outcome, timings, vhost: sandbox.vhost, durationMs: Date.now() - started };
 
   if (opts.keepFailedSandbox && job.target === 'exercise') {
     // Kept only when there is something to look at: not after a file that did not compile, nor an empty vhost.
@@ -252,7 +265,12 @@ async function checkInSandbox(job: CheckJob, broker: BrokerInfo, opts: RunOption
       return verdict;
     }
   }
-  await sandbox.dispose().catch(() => undefined);
+  const disposing = lap();
+  // A cluster check's sandbox is deleted once the cluster is whole again (cluster-run.ts): with a node down, deleting its quorum queues waits for that node.
+  if (exercise.cluster) forget(sandbox);
+  else await sandbox.dispose().catch(() => undefined);
+  timings.dispose = disposing();
+  verdict.durationMs = Date.now() - started;
   return verdict;
 }
 
@@ -288,6 +306,7 @@ function runInWorker(
     env: job.env,
   };
   return new Promise((resolve) => {
+    const createdAt = Date.now();
     const worker = workerFor(workerJob);
     const output = new OutputTail(worker.stdout, worker.stderr);
     let lastStep = 'loading your file';
@@ -300,8 +319,13 @@ function runInWorker(
       clearTimeout(timer);
       // What the worker printed travels separately from its result: its streams end once it
       // has exited, and only then is the output complete (the last line before a throw included).
+      const ending = lap();
       const drained = Promise.all([worker.terminate(), finished(worker.stdout), finished(worker.stderr)]).catch(() => undefined);
-      void Promise.race([drained, sleep(1000, undefined, { ref: false })]).then(() => resolve({ ...result, output: output.lines() }));
+      void Promise.race([drained, sleep(1000, undefined, { ref: false })]).then(() => {
+        const timings: Timings = { ...result.timings, teardown: ending() };
+        if (result.startedAt) timings.boot = Math.max(0, result.startedAt - createdAt);
+        resolve({ ...result, timings, output: output.lines() });
+      });
     };
     const armTimer = (ms: number) => {
       clearTimeout(timer);
@@ -369,8 +393,10 @@ export async function runChecks(
   const concurrency = opts.concurrency ?? Math.max(2, availableParallelism());
   const results = new Map<CheckJob, Verdict>();
   // Long checks first (their time bound says which), so they do not end up alone at the end.
-  const shared = jobs.filter((j) => !j.exercise.restartsBroker).sort((a, b) => b.exercise.timeoutMs - a.exercise.timeoutMs);
+  const shared = jobs.filter((j) => !j.exercise.restartsBroker && !j.exercise.cluster).sort((a, b) => b.exercise.timeoutMs - a.exercise.timeoutMs);
   const alone = jobs.filter((j) => j.exercise.restartsBroker);
+  // Checks that kill nodes of the local cluster: one at a time, after all the others.
+  const clustered = jobs.filter((j) => j.exercise.cluster && !j.exercise.restartsBroker);
 
   const record = (job: CheckJob, v: Verdict) => {
     results.set(job, v);
@@ -391,6 +417,7 @@ export async function runChecks(
   await Promise.all(Array.from({ length: Math.min(concurrency, shared.length) }, lane));
   sharedDone();
   await Promise.all(restarting);
+  for (const job of clustered) record(job, await runCheck(job, broker, opts));
   return jobs.map((j) => results.get(j)!);
 }
 

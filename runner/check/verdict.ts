@@ -1,6 +1,7 @@
 // What a check concludes, in a form that crosses from the check worker to the runner
 // (plain data) and prints both for people and as --json.
 import type { ContractCoverage } from './contract.js';
+import type { Timings } from './timings.js';
 export interface Finding {
   /** One sentence a beginner understands: what went wrong. */
   summary: string;
@@ -40,6 +41,8 @@ export interface Verdict {
   contract?: ContractCoverage;
   /** What the code under check printed (console.log, console.error) during the check: its last lines. */
   output?: string[];
+  /** Where the check's time went, per phase (timings.ts). */
+  timings?: Timings;
 }
 
 /** Thrown by a check to fail with a finding. */

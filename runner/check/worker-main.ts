@@ -13,13 +13,17 @@ import { saveBugReport } from './bug-report.js';
 import { learnerLocation, mapCompiledPaths } from './source-map.js';
 import { CheckFailure, CheckSkipped, type Finding } from './verdict.js';
 import type { FromWorker, ToWorker, WorkerJob, WorkerResult } from './protocol.js';
+import { lap, type Timings } from './timings.js';
 
+// Modules loaded: the worker's own start-up ends here (a warm spare's, once it has its job, below).
+let startedAt = Date.now();
 const port = parentPort!;
 const post = (msg: FromWorker) => port.postMessage(msg);
 // A worker is started with its job, or started ahead of time (warm) and given the job later.
 const job: WorkerJob =
   (workerData as WorkerJob | undefined) ??
   (await new Promise<WorkerJob>((resolve) => port.once('message', (msg: ToWorker) => msg.type === 'job' && resolve(msg.job))));
+if (!workerData) startedAt = Date.now();
 
 Object.assign(process.env, job.env); // this thread's own copy of the environment
 // Must run before the learner's module is imported, so its sockets are seen.
@@ -31,11 +35,13 @@ process.stderr.write = process.stdout.write.bind(process.stdout) as typeof proce
 
 let ctx: CheckContext | undefined;
 let finished = false;
+const timings: Timings = {};
 
 function finish(status: WorkerResult['status'], finding?: Finding) {
   if (finished) return;
   finished = true;
-  const result: WorkerResult = { status, finding, steps: ctx?.steps ?? [], notes: ctx?.notes ?? [], contract: ctx?.coverage };
+  if (ctx && timings.learner === undefined && timings.connect !== undefined) Object.assign(timings, ctx.clock.stop()); // ended by a crash mid-check
+  const result: WorkerResult = { status, finding, steps: ctx?.steps ?? [], notes: ctx?.notes ?? [], contract: ctx?.coverage, timings, startedAt };
   void flushOutput().then(() => post({ type: 'result', result }));
 }
 
@@ -69,10 +75,12 @@ port.on('message', (msg: ToWorker) => {
 });
 
 async function main() {
+  const loaded = lap();
   const check = (await import(pathToFileURL(job.checkPath).href)).default as Check<unknown>;
   let target: unknown;
   try {
     target = await import(pathToFileURL(job.targetPath).href);
+    timings.load = loaded();
   } catch (err) {
     finish('failed', {
       summary: `Your file could not be loaded: ${mapCompiledPaths((err as Error).message)}`,
@@ -95,12 +103,17 @@ async function main() {
       }),
   });
   // The environment first: a URL the checker cannot use is not the learner's mistake.
+  const connected = lap();
   const unusable = await ctx.proveUrl();
+  timings.connect = connected();
   if (unusable) return finish('error', unusable);
+  ctx.clock.reset();
   try {
     await check(ctx);
+    Object.assign(timings, ctx.clock.stop());
     finish('passed');
   } catch (err) {
+    Object.assign(timings, ctx.clock.stop());
     if (err instanceof CheckFailure) finish('failed', err.finding);
     else if (err instanceof CheckSkipped) finish('skipped', { summary: err.message });
     else await escaped(err);

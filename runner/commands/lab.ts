@@ -1,4 +1,5 @@
 // npm run lab confirms: chapter 4's publisher-confirms lab on the learner's broker.
+// npm run lab failover: chapter 8's leader kills on the local cluster (runner/lab/failover-command.ts).
 import path from 'node:path';
 import { importModule } from '../import-module.js';
 import { existsSync } from 'node:fs';
@@ -13,8 +14,17 @@ interface ConfirmsLab {
   renderBars(results: unknown[]): string;
 }
 
-export async function labCommand(name: string, opts: { messages: string }): Promise<number> {
-  if (name !== 'confirms') throw new UserError(`Unknown lab "${name}". Labs: confirms`, EXIT.USAGE);
+export interface LabOptions {
+  messages: string;
+  cycles?: string;
+  record?: boolean;
+  measureStart?: string;
+  blank?: boolean;
+}
+
+export async function labCommand(name: string, opts: LabOptions): Promise<number> {
+  if (name === 'failover') return (await import('../lab/failover-command.js')).failoverCommand(opts);
+  if (name !== 'confirms') throw new UserError(`Unknown lab "${name}". Labs: confirms, failover`, EXIT.USAGE);
   const messages = Number(opts.messages);
   if (!Number.isInteger(messages) || messages <= 0) throw new UserError('--messages must be a positive whole number', EXIT.USAGE);
   const file = path.join(paths.chapters, '04-producers', 'confirms-lab.ts');

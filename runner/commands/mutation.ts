@@ -1,7 +1,7 @@
 // npm run mutation [ID…]: mutation testing of the checks (for authors). Prints, per exercise,
 // the mutants of its solution that its check killed, let survive, or that are equivalent,
 // then every survivor with its place and change. `-- --record` writes MUTATION.md.
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pc from 'picocolors';
@@ -38,7 +38,11 @@ export async function mutationCommand(ids: string[], opts: { concurrency?: strin
   const total = scores.reduce((n, s) => n + s.killed + s.survived + s.equivalent + s.errors, 0);
   console.log(`\n${total} mutants of ${scores.length} solutions in ${minutes.toFixed(1)} min on RabbitMQ ${b.version}`);
   if (opts.record) {
-    writeFileSync(path.join(ROOT, 'MUTATION.md'), record(scores, b.version, minutes));
+    const file = path.join(ROOT, 'MUTATION.md');
+    // A run of some exercises updates their rows and keeps the others' rows from earlier runs.
+    const earlier = ids.length && existsSync(file) ? recordedRows(readFileSync(file, 'utf8')) : new Map<string, string>();
+    const order = wb.exercises.map((e) => e.id);
+    writeFileSync(file, record(scores, earlier, order, b.version, minutes));
     console.log('Wrote MUTATION.md');
   }
   const below = scores.filter((s) => s.score < TARGET || s.errors > 0);
@@ -46,13 +50,30 @@ export async function mutationCommand(ids: string[], opts: { concurrency?: strin
   return scores.some((s) => s.score < FLOOR || s.errors > 0) ? EXIT.FAILED : EXIT.OK;
 }
 
-function record(scores: ExerciseScore[], version: string, minutes: number): string {
+/** The table rows of an earlier MUTATION.md, by exercise id. */
+function recordedRows(text: string): Map<string, string> {
+  const rows = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const id = /^\| (\d+\.\d+) \|/.exec(line)?.[1];
+    if (id) rows.set(id, line);
+  }
+  return rows;
+}
+
+function record(scores: ExerciseScore[], earlier: Map<string, string>, order: string[], version: string, minutes: number): string {
   const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
-  const sum = (k: 'killed' | 'survived' | 'equivalent' | 'errors') => scores.reduce((n, s) => n + s[k], 0);
+  const rows = new Map(earlier);
+  for (const s of scores) rows.set(s.id, `| ${s.id} | ${s.killed} | ${s.survived} | ${s.equivalent} | ${s.errors} | ${s.score.toFixed(1)}% |`);
+  const ids = order.filter((id) => rows.has(id));
+  const kept = ids.filter((id) => !scores.some((s) => s.id === id));
+  const cells = ids.map((id) => rows.get(id)!.split('|').slice(2, 6).map((c) => Number(c.trim())));
+  const sum = (k: number) => cells.reduce((n, c) => n + (c[k] ?? 0), 0);
+  const [killed, survived, equivalent, errors] = [0, 1, 2, 3].map(sum);
   const lines = [
     '# Mutation testing of the checks',
     '',
-    `\`npm run mutation -- --record\` on ${new Date().toISOString().slice(0, 10)}: ${os.cpus().length} cores (${cpu}), ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, RabbitMQ ${version}; ${minutes.toFixed(1)} min.`,
+    `\`npm run mutation -- --record\` on ${new Date().toISOString().slice(0, 10)}: ${os.cpus().length} cores (${cpu}), ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, RabbitMQ ${version}; ${scores.length} exercises in ${minutes.toFixed(1)} min.`,
+    ...(kept.length ? ['', `The rows of ${kept.join(', ')} are from an earlier run, kept as they were.`] : []),
     '',
     'StrykerJS mutates each exercise\'s reference solution; the exercise\'s check runs against every mutant on the live broker.',
     'Killed: the check failed the mutant (a time-out counts). Equivalent: listed, with the reason, in `checks/equivalent-mutants.yaml`.',
@@ -60,8 +81,8 @@ function record(scores: ExerciseScore[], version: string, minutes: number): stri
     '',
     '| exercise | killed | survived | equivalent | errors | score |',
     '|---|---|---|---|---|---|',
-    ...scores.map((s) => `| ${s.id} | ${s.killed} | ${s.survived} | ${s.equivalent} | ${s.errors} | ${s.score.toFixed(1)}% |`),
-    `| all | ${sum('killed')} | ${sum('survived')} | ${sum('equivalent')} | ${sum('errors')} | ${((100 * sum('killed')) / Math.max(1, sum('killed') + sum('survived'))).toFixed(1)}% |`,
+    ...ids.map((id) => rows.get(id)!),
+    `| all | ${killed} | ${survived} | ${equivalent} | ${errors} | ${((100 * killed) / Math.max(1, killed + survived)).toFixed(1)}% |`,
     '',
   ];
   return lines.join('\n');

@@ -47,6 +47,12 @@ function buildSchemas() {
     minBroker: version.default('3.8'),
     /** The check stops and restarts the broker: it runs alone, never beside other checks. */
     restartsBroker: z.boolean().default(false),
+    /**
+     * The check breaks the local three-node cluster (chapter 8): it runs there, in a sandbox vhost
+     * of the cluster, one at a time and after the other checks; it is skipped without a local
+     * rabbitmq-server (runner/check/cluster-run.ts).
+     */
+    cluster: z.boolean().default(false),
     /** Upper bound for the whole check, learner code included. */
     timeoutMs: z.number().int().positive().default(10_000),
     /** Queues and exchanges the exercise creates in the default vhost when run on its own; `reset` deletes them. */

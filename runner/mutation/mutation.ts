@@ -90,14 +90,16 @@ function strykerOptions(exercises: Exercise[], concurrency: number): PartialStry
 }
 
 /**
- * Runs Stryker over the exercises' solutions. Exercises whose check restarts the broker get a
- * run of their own, one mutant at a time (a restart must not happen under another check).
+ * Runs Stryker over the exercises' solutions. Exercises whose check restarts the broker, or breaks
+ * the local cluster, get a run of their own, one mutant at a time (a restart must not happen under
+ * another check, and two checks must not kill nodes at once).
  */
 export async function mutationTest(exercises: Exercise[], broker: BrokerInfo, opts: { concurrency: number; onProgress?: (line: string) => void }): Promise<ExerciseScore[]> {
   const { Stryker } = await import('@stryker-mutator/core');
   const groups = [
-    { exercises: exercises.filter((e) => !e.restartsBroker), concurrency: opts.concurrency },
-    { exercises: exercises.filter((e) => e.restartsBroker), concurrency: 1 },
+    { exercises: exercises.filter((e) => !e.restartsBroker && !e.cluster), concurrency: opts.concurrency },
+    // Checks that restart the broker, or kill nodes of the local cluster (chapter 8): one at a time.
+    { exercises: exercises.filter((e) => e.restartsBroker || e.cluster), concurrency: 1 },
   ].filter((g) => g.exercises.length);
   const results: MutantResult[] = [];
   for (const group of groups) {
