@@ -400,7 +400,8 @@ export function expectNoCrash(t: Ctx, crashes: Crash[], during: string): void {
     });
   }
   t.fail({
-    summary: `Your code crashed the process ${during}: ${crash.event === 'unhandledRejection' ? 'a promise rejected and nobody handled it' : 'an error was thrown outside of any call'}.`,
+    // The error's own words go into the summary: "unknown delivery tag" names a double ack better than any guess.
+    summary: `Your code crashed the process ${during}: ${crash.event === 'unhandledRejection' ? 'a promise rejected and nobody handled it' : 'an error was thrown outside of any call'} (${message.split('\n')[0]!.slice(0, 160)}).`,
     expected: 'every error handled, or passed on to the caller',
     saw: `${crash.event === 'unhandledRejection' ? 'unhandled rejection' : 'uncaught exception'}: ${message}`,
     why: 'In Node, a rejection nobody handles, or an error thrown in a callback, ends the whole process.',
