@@ -98,6 +98,12 @@ export async function bridgeDatabase(prefix: string, design: 'bridge' | 'naive',
 export async function bridgeVhost(name: string, fresh: boolean): Promise<{ broker: BrokerInfo; url: string; vhost: string }> {
   const broker = await findBroker();
   const mgmt = managementFor(broker);
+  if (broker.classroom) {
+    // A classroom account may not create vhosts: the bridge runs in the learner's demo vhost.
+    const vhost = broker.classroom.demoVhost;
+    if (fresh) await (await import('../runner/classroom/empty.js')).emptyVhost(mgmt, vhost);
+    return { broker, url: vhostUrl(broker, vhost), vhost };
+  }
   if (fresh) await mgmt.deleteVhost(name);
   await mgmt.createVhost(name, broker.username);
   return { broker, url: vhostUrl(broker, name), vhost: name };

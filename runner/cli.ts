@@ -21,6 +21,7 @@ const commands = {
   variant: () => import('./commands/variant.js'),
   lab: () => import('./commands/lab.js'),
   mutation: () => import('./commands/mutation.js'),
+  classroom: () => import('./commands/classroom.js'),
 };
 
 let exitCode: number = EXIT.OK;
@@ -83,17 +84,26 @@ program.command('variant').argument('<action>', 'open | save').argument('<id>', 
   .description('for authors: open a known-wrong variant or alternative solution as a file to edit, save it back as its patch')
   .action(run((action: string, id: string, name: string) => commands.variant().then((m) => m.variantCommand(action, id, name))));
 
-program.command('lab').argument('<name>', 'confirms | failover').option('--messages <n>', 'confirms: how many messages', '50000')
+program.command('lab').argument('<name>', 'confirms | failover | shop').option('--messages <n>', 'confirms: how many messages', '50000')
   .option('--cycles <n>', 'failover: how many leader kills', '20')
-  .option('--record', 'failover: write the results to BENCHMARKS.md')
+  .option('--orders <n>', 'shop: how many orders (default 300)')
+  .option('--rate <r>', 'shop: orders placed per second (default 50)')
+  .option('--record', 'failover, shop: write the results to BENCHMARKS.md')
   .option('--measure-start <n>', 'failover: first stop and start the cluster n times, and time each start')
   .option('--blank', 'failover, with --measure-start: remove the cluster folder before each start (a blank cluster)')
-  .description("runs a chapter's lab (confirms: chapter 4's publisher confirms lab, on your broker; failover: chapter 8's leader kills, on the local cluster)")
+  .description("runs a chapter's lab (confirms: chapter 4's publisher confirms lab, on your broker; failover: chapter 8's leader kills, on the local cluster; shop: chapter 10's five services under orders with faults)")
   .action(run((name: string, o: import('./commands/lab.js').LabOptions) => commands.lab().then((m) => m.labCommand(name, o))));
 
 program.command('mutation').argument('[ids...]').option('--concurrency <n>', 'mutants checked at once', '6').option('--record', 'write the table to MUTATION.md')
   .description('for authors: mutates each reference solution (StrykerJS) and runs its check against every mutant')
   .action(run((ids: string[], o: { concurrency?: string; record?: boolean }) => commands.mutation().then((m) => m.mutationCommand(ids, o))));
+
+program.command('classroom').argument('<action>', 'create | join | leave | list | reset | destroy').argument('[arg]', 'join: the join file; reset: the learner (s01)')
+  .option('--students <n>', 'create: how many learners').option('--name <class>', 'the class name (create: random when not given)')
+  .option('--out <dir>', 'the folder of class.json and the join files (default: .workbook/classes/<class>)')
+  .option('--cluster', "create: on the local three-node cluster of chapter 8 instead of the runner's broker")
+  .description('classroom workshops: provision learners on a shared broker (instructor), join or leave a class (learner)')
+  .action(run((action: string, arg: string | undefined, o: import('./commands/classroom.js').ClassroomOptions) => commands.classroom().then((m) => m.classroomCommand(action, arg, o))));
 
 const onInterrupt = () => {
   // Ctrl-C in a pager (the chapter text) is the pager's: the command goes on when it closes.

@@ -6,7 +6,7 @@ import { buildFile, ROOT, RUNNER_ONLY, syncBuild } from './build.mjs';
 
 // These commands run no check, demo or lab, so only the runner's own files need to be current:
 // walking checks/, exercises/, solutions/… as well would cost them a third of their time.
-const RUNNER_ONLY_COMMANDS = new Set(['progress', 'hint', 'solution', 'reset', 'broker', 'doctor']);
+const RUNNER_ONLY_COMMANDS = new Set(['progress', 'hint', 'solution', 'reset', 'broker', 'doctor', 'classroom']);
 
 syncBuild(RUNNER_ONLY_COMMANDS.has(process.argv[2] ?? '') ? RUNNER_ONLY : undefined);
 await import(pathToFileURL(buildFile(path.join(ROOT, 'runner', 'cli.ts'))).href);

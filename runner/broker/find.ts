@@ -1,4 +1,5 @@
 // Finds a broker to use, in this order, and says which one it chose:
+//   0. a classroom joined with `npm run classroom -- join FILE` (the learner's own account, no administrator);
 //   1. RABBITMQ_URL (and RABBITMQ_MANAGEMENT_URL) from the environment;
 //   2. the workbook's private node from an earlier run, or any broker on localhost 5672/15672
 //      that is not another workbook's private node (one broker per workbook: another clone,
@@ -29,6 +30,8 @@ export interface FindOptions {
   start?: boolean;
   /** Print a spinner while a broker starts (only ever on a terminal). Default true. */
   spinner?: boolean;
+  /** Ignore a joined classroom (the instructor's `classroom -- create` wants the administrator's broker). */
+  ignoreClassroom?: boolean;
 }
 
 export const NO_BROKER_HELP = [
@@ -67,6 +70,11 @@ export async function locateBroker(opts: FindOptions = {}): Promise<ProbeTarget 
   const forced = process.env.WORKBOOK_BROKER as Forced;
   if (forced && forced !== 'private' && forced !== 'docker') {
     throw new NoBrokerError(`WORKBOOK_BROKER must be "private" or "docker", not "${forced}".`);
+  }
+  // A joined classroom wins: the learner chose it, and its account is the only one they have.
+  if (!opts.ignoreClassroom) {
+    const seat = await classroomBroker();
+    if (seat) return seat;
   }
   if (!forced) {
     const fromEnv = brokerFromEnv();
@@ -118,6 +126,18 @@ export async function locateBroker(opts: FindOptions = {}): Promise<ProbeTarget 
     }
   }
   throw new NoBrokerError(NO_BROKER_HELP);
+}
+
+/** Step 0: the classroom joined with `npm run classroom -- join FILE` (runner/classroom/files.ts). */
+async function classroomBroker(): Promise<ProbeTarget | undefined> {
+  const { readSeat, seatFile } = await import('../classroom/files.js');
+  const { seatTarget } = await import('../classroom/seat.js');
+  try {
+    const join = readSeat();
+    return join && seatTarget(join);
+  } catch (err) {
+    throw new NoBrokerError(`${(err as Error).message}\nThe classroom configuration ${seatFile()} is unreadable: npm run classroom -- leave, then join again.`);
+  }
 }
 
 /** Step 1: RABBITMQ_URL. The management URL defaults to the same host on 15672 with the same credentials. */

@@ -51,7 +51,8 @@ export async function probeBroker(target: ProbeTarget): Promise<ProbeReport> {
   const [amqp, overview, whoami] = await Promise.all([
     amqpHandshake(target.amqpUrl),
     httpGet(target.managementUrl, '/api/overview', target.username, target.password),
-    httpGet(target.managementUrl, '/api/whoami', target.username, target.password),
+    // In a classroom the learner's vhosts are made for them: what matters is that the user sees them all.
+    httpGet(target.managementUrl, target.classroom ? '/api/vhosts' : '/api/whoami', target.username, target.password),
   ]);
   const server = amqp.kind === 'ok' || amqp.kind === 'refused' || amqp.kind === 'vhost-refused' ? amqp.server : undefined;
   const management = managementLines(target, overview, whoami);
@@ -114,7 +115,8 @@ function managementLines(target: ProbeTarget, overview: HttpResult, whoami: Http
       'Set RABBITMQ_MANAGEMENT_URL to the management API of your broker (http://host:15672 by default, with its path prefix if it has one), and check that the management plugin is enabled (rabbitmq-plugins enable rabbitmq_management).')] };
   }
   const cluster = { name: data.cluster_name, node: data.node, version: data.rabbitmq_version };
-  return { lines: [pass('Management API', `${at} answers: ${describeCluster(cluster)}`), whoamiLine(whoami, target.username, at, credentialsIn)], cluster };
+  const access = target.classroom ? classroomLine(whoami, target) : whoamiLine(whoami, target.username, at, credentialsIn);
+  return { lines: [pass('Management API', `${at} answers: ${describeCluster(cluster)}`), access], cluster };
 }
 
 /** AMQP and the management API answer for the same broker: the vhost made through one must exist on the other. */
@@ -152,6 +154,19 @@ function whoamiLine(whoami: HttpResult, user: string, mgmtAt: string, envHint: s
     : notAdministrator(user, mgmtAt, tags.length ? `tags: ${tags.join(', ')}` : 'no tags', envHint);
 }
 
+/** A classroom account creates no vhosts: it must see every vhost the instructor made for it (GET /api/vhosts lists those it may use). */
+function classroomLine(vhosts: HttpResult, target: ProbeTarget): ProbeLine {
+  const seat = target.classroom!;
+  const mine = [...seat.pool, seat.demoVhost];
+  const seen = vhosts.kind === 'answered' && vhosts.status === 200 ? ((parseJson(vhosts.body) as { name: string }[] | undefined) ?? []).map((v) => v.name) : undefined;
+  if (!seen) return pass('Classroom vhosts', `could not list the vhosts of "${target.username}"; the first check will tell`);
+  const missing = mine.filter((v) => !seen.includes(v));
+  return missing.length === 0
+    ? pass('Classroom vhosts', `learner ${seat.student} of class "${seat.className}" has its ${seat.pool.length} sandbox vhosts and its demo vhost (no administrator rights needed)`)
+    : fail('Classroom vhosts', 'vhost-access', `User "${target.username}" has no access to ${missing.map((v) => `"${v}"`).join(', ')}: the class was destroyed or changed since you joined it.`,
+      'Ask your instructor for a new join file (npm run classroom -- join FILE), or leave the class (npm run classroom -- leave) to use a broker of your own.');
+}
+
 function notAdministrator(user: string, mgmtAt: string, seen: string, envHint: string): ProbeLine {
   return fail('Vhost creation', 'not-administrator', `User "${user}" of the management API at ${mgmtAt} lacks the administrator tag (${seen}). The workbook creates a vhost for each check, and only an administrator may create vhosts.`,
     `On the broker: rabbitmqctl set_user_tags ${user} administrator. Or put an administrator's user and password in ${envHint}.`);
@@ -177,7 +192,9 @@ export async function explainVhostFailure(broker: BrokerInfo, vhost: string, err
     case 'vhost-refused':
       return fail('Check vhosts', 'vhost-access', `User "${amqpUser}" may not open this check's vhost "${vhost}" at ${url} (${result.reply}).`, amqpUser !== broker.username
         ? `The workbook opens each check's vhost to the management user "${broker.username}" only: use the same user in RABBITMQ_URL and RABBITMQ_MANAGEMENT_URL.`
-        : `The workbook created the vhost and gave "${amqpUser}" full permissions moments ago; something removed them or the vhost (an operator, a tool sweeping vhosts). ${again}`);
+        : broker.classroom
+          ? `This vhost is one of your classroom account's; the class may have been destroyed or changed. Ask your instructor, or leave the class (npm run classroom -- leave). ${again}`
+          : `The workbook created the vhost and gave "${amqpUser}" full permissions moments ago; something removed them or the vhost (an operator, a tool sweeping vhosts). ${again}`);
     case 'ok':
       return fail('AMQP connection', 'amqp-unreachable', `The checker's connection to ${url} failed (${err instanceof Error ? err.message : String(err)}), though the broker accepts it now.`, again);
   }

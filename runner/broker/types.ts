@@ -1,6 +1,19 @@
 // What the rest of the workbook knows about "the broker": where it is, what it is,
 // and whether the workbook may restart it (only brokers it started itself).
-export type BrokerSource = 'env' | 'localhost' | 'private' | 'docker';
+export type BrokerSource = 'env' | 'localhost' | 'private' | 'docker' | 'classroom';
+
+/**
+ * A learner's seat in a classroom (npm run classroom -- join): the learner's own user, which
+ * may not create vhosts, so checks borrow one of `pool` (runner/classroom/pool.ts). Plain data.
+ */
+export interface ClassroomSeat {
+  className: string;
+  student: string;
+  pool: string[];
+  demoVhost: string;
+  classroomVhost: string;
+  exchange: string;
+}
 
 /** How to restart the broker, when the workbook owns it. Plain data: it crosses into check workers. */
 export type RestartHandle =
@@ -18,6 +31,8 @@ export interface BrokerInfo {
   password: string;
   version: string;
   restart?: RestartHandle;
+  /** Set when a classroom is joined: no administrator rights, sandboxes from a pool. */
+  classroom?: ClassroomSeat;
 }
 
 /** amqp URL for one vhost of the broker ("/" must be written %2F). */

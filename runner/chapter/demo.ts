@@ -28,9 +28,13 @@ export function demoVhost(chapter: Chapter): string {
 export async function runDemo(chapter: Chapter, broker: BrokerInfo, out: (line: string) => void): Promise<void> {
   if (!existsSync(chapter.demoPath)) return;
   const mgmt = managementFor(broker);
-  const vhost = demoVhost(chapter);
-  await mgmt.deleteVhost(vhost);
-  await mgmt.createVhost(vhost, broker.username);
+  // In a classroom the learner may not create vhosts: every demo runs in their own demo vhost, emptied first.
+  const vhost = broker.classroom?.demoVhost ?? demoVhost(chapter);
+  if (broker.classroom) await (await import('../classroom/empty.js')).emptyVhost(mgmt, vhost);
+  else {
+    await mgmt.deleteVhost(vhost);
+    await mgmt.createVhost(vhost, broker.username);
+  }
   const url = vhostUrl(broker, vhost);
 
   out(pc.bold(`\n▶ Live demo: chapter ${chapter.number}, in vhost "${vhost}"`));

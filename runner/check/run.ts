@@ -19,6 +19,7 @@ import { OutputTail } from './output-tail.js';
 import { mapCompiledPaths } from './source-map.js';
 import { buildFile, CompileError, IS_COMPILED, syncBuild } from '../build.mjs';
 import { lap, type Timings } from './timings.js';
+import { needsAdministrator, NEEDS_ADMIN } from '../classroom/admin-only.js';
 
 // Workers run the compiled tree (runner/build.mjs), without tsx.
 const WORKER_MAIN = path.join(ROOT, 'runner', 'check', 'worker-main.ts');
@@ -194,6 +195,23 @@ export function jobFor(exercise: Exercise, target: TargetKind, variant?: string)
 }
 
 export async function runCheck(job: CheckJob, broker: BrokerInfo, opts: RunOptions = {}): Promise<Verdict> {
+  // A classroom account is no administrator: these checks are skipped, never failed (and
+  // never join the restart barrier: it restarts nothing for them).
+  const adminOnly = broker.classroom && needsAdministrator(job.exercise);
+  if (adminOnly) {
+    return {
+      id: job.exercise.id,
+      title: job.exercise.title,
+      target: job.target,
+      variant: job.variant,
+      targetPath: rel(job.targetPath),
+      status: 'skipped',
+      finding: { summary: `Skipped: this check ${NEEDS_ADMIN}. It needs them because ${adminOnly}.` },
+      steps: [],
+      notes: [],
+      durationMs: 0,
+    };
+  }
   // Joining before the first await: a group started in one tick is complete before anyone asks to restart.
   const barrier = opts.barrier ?? new RestartBarrier(broker);
   const restarts = job.exercise.restartsBroker;
@@ -255,7 +273,8 @@ async function checkInSandbox(job: CheckJob, broker: BrokerInfo, opts: RunOption
   const { startedAt: _, ...outcome } = result;
   const verdict: Verdict = { ...base, ...outcome, timings, vhost: sandbox.vhost, durationMs: Date.now() - started };
 
-  if (opts.keepFailedSandbox && job.target === 'exercise') {
+  // A classroom's sandbox goes back to the learner's pool: keeping it would leave one fewer for the next checks.
+  if (opts.keepFailedSandbox && job.target === 'exercise' && !broker.classroom) {
     // Kept only when there is something to look at: not after a file that did not compile, nor an empty vhost.
     const keep = verdict.status === 'failed' && !('error' in compiled) && (await holdsSomething(broker, sandbox.vhost));
     await keptVhosts.replace(exercise.id, keep ? sandbox.vhost : undefined, broker);
@@ -390,7 +409,8 @@ export async function runChecks(
   broker: BrokerInfo,
   opts: RunOptions & { concurrency?: number; onVerdict?: (v: Verdict) => void } = {},
 ): Promise<Verdict[]> {
-  const concurrency = opts.concurrency ?? Math.max(2, availableParallelism());
+  // In a classroom, no more at once than the learner has sandbox vhosts (more would only wait for one).
+  const concurrency = Math.min(opts.concurrency ?? Math.max(2, availableParallelism()), broker.classroom?.pool.length ?? Infinity);
   const results = new Map<CheckJob, Verdict>();
   // Long checks first (their time bound says which), so they do not end up alone at the end.
   const shared = jobs.filter((j) => !j.exercise.restartsBroker && !j.exercise.cluster).sort((a, b) => b.exercise.timeoutMs - a.exercise.timeoutMs);

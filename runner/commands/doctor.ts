@@ -10,6 +10,7 @@ import { dockerDaemonAnswers } from '../broker/docker.js';
 import { isListening } from '../broker/ports.js';
 import { compareVersions } from '../broker/types.js';
 import { EXIT } from '../exit-codes.js';
+import { rel } from '../paths.js';
 
 type Level = 'ok' | 'warn' | 'fail' | 'info';
 interface Row {
@@ -62,6 +63,8 @@ export async function doctorCommand(): Promise<number> {
     rows.push({ what: 'Broker', level: 'fail', detail: 'none reachable, none startable', fix: 'docker compose up -d, or install rabbitmq-server, or set RABBITMQ_URL' });
   }
 
+  rows.push(await modeRow(broker));
+
   rows.push(
     docker
       ? { what: 'Docker', level: 'ok', detail: 'a daemon answers: the workbook can run rabbitmq:4-management' }
@@ -102,4 +105,26 @@ export async function doctorCommand(): Promise<number> {
     for (const r of failing) console.log(`${MARK.fail} ${r.what}: ${r.detail}${r.fix ? `\n  Fix: ${r.fix}` : ''}`);
   }
   return failing.length ? EXIT.ENVIRONMENT : EXIT.OK;
+}
+
+/** Which way checks get their vhosts: created per check (an administrator), or borrowed from a classroom learner's pool. */
+async function modeRow(broker: ProbeTarget | undefined): Promise<Row> {
+  const seat = broker?.classroom;
+  if (!seat) {
+    return { what: 'Mode', level: 'info', detail: 'single user: each check runs in a vhost created for it and deleted afterwards (the user needs the administrator tag)' };
+  }
+  const [{ needsAdministrator }, { loadManifest }, { seatFile }] = await Promise.all([import('../classroom/admin-only.js'), import('../manifest/load.js'), import('../classroom/files.js')]);
+  const skipped = (() => {
+    try {
+      return loadManifest().exercises.filter((e) => needsAdministrator(e)).map((e) => e.id);
+    } catch {
+      return [];
+    }
+  })();
+  return {
+    what: 'Mode',
+    level: 'info',
+    detail: `classroom "${seat.className}", learner ${seat.student} (${rel(seatFile())}): checks borrow one of your ${seat.pool.length} sandbox vhosts, emptied before and after; demos run in ${seat.demoVhost}. Skipped, as they need administrator rights: ${skipped.join(', ') || 'none'}`,
+    fix: 'npm run classroom -- leave to use a broker of your own',
+  };
 }

@@ -1,5 +1,6 @@
 // npm run lab confirms: chapter 4's publisher-confirms lab on the learner's broker.
 // npm run lab failover: chapter 8's leader kills on the local cluster (runner/lab/failover-command.ts).
+// npm run lab shop: chapter 10's five services under orders with faults (runner/lab/shop-command.ts).
 import path from 'node:path';
 import { importModule } from '../import-module.js';
 import { existsSync } from 'node:fs';
@@ -20,11 +21,15 @@ export interface LabOptions {
   record?: boolean;
   measureStart?: string;
   blank?: boolean;
+  /** shop: how many orders, and how many per second. */
+  orders?: string;
+  rate?: string;
 }
 
 export async function labCommand(name: string, opts: LabOptions): Promise<number> {
   if (name === 'failover') return (await import('../lab/failover-command.js')).failoverCommand(opts);
-  if (name !== 'confirms') throw new UserError(`Unknown lab "${name}". Labs: confirms, failover`, EXIT.USAGE);
+  if (name === 'shop') return (await import('../lab/shop-command.js')).shopCommand(opts);
+  if (name !== 'confirms') throw new UserError(`Unknown lab "${name}". Labs: confirms, failover, shop`, EXIT.USAGE);
   const messages = Number(opts.messages);
   if (!Number.isInteger(messages) || messages <= 0) throw new UserError('--messages must be a positive whole number', EXIT.USAGE);
   const file = path.join(paths.chapters, '04-producers', 'confirms-lab.ts');

@@ -40,11 +40,13 @@ export async function resetCommand(id: string): Promise<number> {
     return EXIT.OK;
   }
   const mgmt = managementFor(broker);
-  for (const q of exercise.state.queues) await mgmt.deleteQueue('/', q);
-  for (const x of exercise.state.exchanges) await mgmt.deleteExchange('/', x);
-  await keptVhosts.replace(exercise.id, undefined, broker);
+  // A classroom account has no vhost "/": its code run on its own uses the learner's demo vhost.
+  const vhost = broker.classroom?.demoVhost ?? '/';
+  for (const q of exercise.state.queues) await mgmt.deleteQueue(vhost, q);
+  for (const x of exercise.state.exchanges) await mgmt.deleteExchange(vhost, x);
+  if (!broker.classroom) await keptVhosts.replace(exercise.id, undefined, broker);
   const dropped = [...exercise.state.queues.map((q) => `queue ${q}`), ...exercise.state.exchanges.map((x) => `exchange ${x}`)];
-  console.log(`${pc.green('✓')} Dropped ${dropped.length ? dropped.join(', ') + ' from vhost "/"' : 'nothing (this exercise keeps no state)'} and the kept sandbox of ${exercise.id}.`);
+  console.log(`${pc.green('✓')} Dropped ${dropped.length ? `${dropped.join(', ')} from vhost "${vhost}"` : 'nothing (this exercise keeps no state)'}${broker.classroom ? '' : ` and the kept sandbox of ${exercise.id}`}.`);
   return EXIT.OK;
 }
 

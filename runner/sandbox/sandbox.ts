@@ -11,7 +11,8 @@ const PREFIX = 'wb-';
 // The host is part of the name: on a shared broker, another machine's pids mean nothing here.
 const HOST = createHash('sha1').update(hostname()).digest('hex').slice(0, 4);
 let counter = 0;
-const live = new Set<{ mgmt: ManagementClient; vhost: string }>();
+/** The sandboxes this process holds, with how to get rid of each (delete it, or give it back to a classroom pool). */
+const live = new Set<{ vhost: string; drop: () => Promise<void> }>();
 
 export interface Sandbox {
   vhost: string;
@@ -21,15 +22,34 @@ export interface Sandbox {
 /** A fresh vhost, with full permissions for the broker user. `label` goes into the name for people reading the UI. */
 export async function createSandbox(broker: BrokerInfo, label: string): Promise<Sandbox> {
   const mgmt = managementFor(broker);
+  if (broker.classroom) return borrowedSandbox(broker, mgmt);
   const vhost = `${PREFIX}${HOST}-${process.pid}-${++counter}-${label.replace(/[^a-zA-Z0-9.]+/g, '-')}`;
   await mgmt.createVhost(vhost, broker.username);
-  const entry = { mgmt, vhost };
+  const entry = { vhost, drop: () => mgmt.deleteVhost(vhost) };
   live.add(entry);
   return {
     vhost,
     async dispose() {
       live.delete(entry);
       await mgmt.deleteVhost(vhost);
+    },
+  };
+}
+
+/**
+ * In a classroom the learner may not create vhosts: the sandbox is a vhost of their pool,
+ * emptied before and after the check (runner/classroom/pool.ts).
+ */
+async function borrowedSandbox(broker: BrokerInfo, mgmt: ManagementClient): Promise<Sandbox> {
+  const { borrowVhost } = await import('../classroom/pool.js');
+  const borrowed = await borrowVhost(broker.classroom!, mgmt);
+  const entry = { vhost: borrowed.vhost, drop: () => borrowed.giveBack() };
+  live.add(entry);
+  return {
+    vhost: borrowed.vhost,
+    async dispose() {
+      live.delete(entry);
+      await borrowed.giveBack();
     },
   };
 }
@@ -41,7 +61,7 @@ export function forget(sandbox: Sandbox): void {
 
 /** Deletes the sandboxes this process still holds (on Ctrl-C). */
 export async function disposeAll(): Promise<void> {
-  await Promise.all([...live].map((e) => e.mgmt.deleteVhost(e.vhost).catch(() => undefined)));
+  await Promise.all([...live].map((e) => e.drop().catch(() => undefined)));
   live.clear();
 }
 
