@@ -22,6 +22,7 @@ const commands = {
   lab: () => import('./commands/lab.js'),
   mutation: () => import('./commands/mutation.js'),
   classroom: () => import('./commands/classroom.js'),
+  web: () => import('./web/command.js'),
 };
 
 let exitCode: number = EXIT.OK;
@@ -98,12 +99,20 @@ program.command('mutation').argument('[ids...]').option('--concurrency <n>', 'mu
   .description('for authors: mutates each reference solution (StrykerJS) and runs its check against every mutant')
   .action(run((ids: string[], o: { concurrency?: string; record?: boolean }) => commands.mutation().then((m) => m.mutationCommand(ids, o))));
 
-program.command('classroom').argument('<action>', 'create | join | leave | list | reset | destroy').argument('[arg]', 'join: the join file; reset: the learner (s01)')
+program.command('classroom').argument('<action>', 'create | join | leave | list | reset | destroy | dashboard').argument('[arg]', 'join: the join file; reset: the learner (s01)')
   .option('--students <n>', 'create: how many learners').option('--name <class>', 'the class name (create: random when not given)')
   .option('--out <dir>', 'the folder of class.json and the join files (default: .workbook/classes/<class>)')
   .option('--cluster', "create: on the local three-node cluster of chapter 8 instead of the runner's broker")
-  .description('classroom workshops: provision learners on a shared broker (instructor), join or leave a class (learner)')
+  .option('--port <n>', 'dashboard: the port of the web page (default 8090; 0 = any free port)')
+  .option('--stuck-fails <n>', 'dashboard: a learner is stuck after this many failed checks of one exercise (default 5)')
+  .option('--stuck-minutes <m>', 'dashboard: … or after failing one exercise for this many minutes (default 10)')
+  .description('classroom workshops: provision learners on a shared broker, watch them on a live dashboard (instructor); join or leave a class (learner)')
   .action(run((action: string, arg: string | undefined, o: import('./commands/classroom.js').ClassroomOptions) => commands.classroom().then((m) => m.classroomCommand(action, arg, o))));
+
+program.command('web').option('--port <port>', 'the port on 127.0.0.1 (default 4173; 0: any free one)')
+  .option('--vhost <name...>', 'also offer this vhost in the live topology list')
+  .description('the web reader: chapters with your progress, and a live diagram of a demo vhost or of your last failed check')
+  .action(run((o: import('./web/command.js').WebCommandOptions) => commands.web().then((m) => m.webCommand(o))));
 
 const onInterrupt = () => {
   // Ctrl-C in a pager (the chapter text) is the pager's: the command goes on when it closes.

@@ -82,6 +82,12 @@ export function highlightCode(code: string, lang: string | undefined): string {
   return colorize(hljs!.highlight(code, { language: name, ignoreIllegals: true }).value);
 }
 
+/** highlight.js's HTML (`<span class="hljs-…">`) for the web reader; undefined for a language the workbook does not highlight. */
+export function highlightHtml(code: string, lang: string | undefined): string | undefined {
+  const name = grammar(fenceLanguage(lang));
+  return name ? hljs!.highlight(code, { language: name, ignoreIllegals: true }).value : undefined;
+}
+
 const ENTITIES: Record<string, string> = { '&amp;': '&', '&lt;': '<', '&gt;': '>', '&quot;': '"', '&#x27;': "'", '&#39;': "'" };
 
 /** highlight.js's HTML (nested `<span class="hljs-…">`) to ANSI colours, one line at a time so that indenting a line never colours it. */

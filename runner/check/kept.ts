@@ -20,6 +20,10 @@ export const keptVhosts = {
   all(): string[] {
     return Object.values(read());
   },
+  /** Exercise id → its kept vhost (the web reader names each by its exercise). */
+  byExercise(): Record<string, string> {
+    return read();
+  },
   /** Deletes the exercise's previously kept vhost and remembers `vhost` (if any) instead. */
   async replace(id: string, vhost: string | undefined, broker: BrokerInfo): Promise<void> {
     const kept = read();

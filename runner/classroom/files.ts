@@ -52,6 +52,8 @@ export interface ClassFile {
   classroomVhost: string;
   exchange: string;
   instructor: { user: string; password: string };
+  /** The instructor's dashboard login (npm run classroom -- dashboard); made by the first dashboard for an older class file. */
+  dashboard?: { password: string };
   limits: Limits;
   students: StudentRecord[];
   /** Written before each object is made, so that a create that fails half-way can still be destroyed. */

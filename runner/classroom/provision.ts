@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { enc, ManagementClient } from '../broker/management.js';
 import { belongsToClass, EVENTS_EXCHANGE, exactly, names, studentId } from './names.js';
 import { writePrivateJson, classFilePath, joinFilePath, type ClassFile, type JoinFile, type Limits, type StudentRecord } from './files.js';
+import { ensureDashboardStream } from '../dashboard/stream.js';
 
 /**
  * The guard rails (README, "Instructors"). On a shared broker, memory and disk alarms stop
@@ -53,6 +54,7 @@ export async function createClass(opts: CreateOptions): Promise<ClassFile> {
     classroomVhost: names.classroomVhost(name),
     exchange: EVENTS_EXCHANGE,
     instructor: { user: names.instructor(name), password: password() },
+    dashboard: { password: password() },
     limits: LIMITS,
     students: [],
     created: { vhosts: [], users: [] },
@@ -78,9 +80,11 @@ export async function createClass(opts: CreateOptions): Promise<ClassFile> {
   // Objects of the instructor's own are named instructor.*; the events exchange is the only other thing it may touch.
   const instructorOwn = `^(${EVENTS_EXCHANGE}|instructor\\..*)$`;
   await permit(cls.classroomVhost, cls.instructor.user, instructorOwn, '^instructor\\..*$', instructorOwn);
-  await new ManagementClient(opts.managementUrl, cls.instructor.user, cls.instructor.password).request(
-    'PUT', `/exchanges/${enc(cls.classroomVhost)}/${enc(EVENTS_EXCHANGE)}`, { type: 'topic', durable: true, auto_delete: false, internal: false, arguments: {} });
-  opts.onProgress?.(`classroom vhost "${cls.classroomVhost}" with topic exchange "${EVENTS_EXCHANGE}", instructor user "${cls.instructor.user}"`);
+  const instructor = new ManagementClient(opts.managementUrl, cls.instructor.user, cls.instructor.password);
+  await instructor.request('PUT', `/exchanges/${enc(cls.classroomVhost)}/${enc(EVENTS_EXCHANGE)}`, { type: 'topic', durable: true, auto_delete: false, internal: false, arguments: {} });
+  // The dashboard's stream of check events: made now, so that events sent before the dashboard first starts are kept.
+  await ensureDashboardStream(instructor, cls.classroomVhost, EVENTS_EXCHANGE);
+  opts.onProgress?.(`classroom vhost "${cls.classroomVhost}" with topic exchange "${EVENTS_EXCHANGE}" and the dashboard's stream, instructor user "${cls.instructor.user}"`);
 
   for (let n = 1; n <= opts.students; n++) {
     const id = studentId(n, opts.students);

@@ -38,8 +38,12 @@ export async function checkCommand(ids: string[], opts: CheckOptions): Promise<n
 
   // A missing file gets a verdict that says so; the others are checked.
   const missing = new Map(exercises.map((e) => [e, missingFileVerdict(e, target)] as const).filter((m): m is [Exercise, Verdict] => m[1] !== undefined));
+  // In a joined classroom, each verdict on the learner's own code also goes to the instructor's dashboard.
+  // (Loaded only then: it brings amqplib into this process, which other commands never need.)
+  const events = opts.solutions || !b.classroom ? undefined : new (await import('../classroom/events.js')).CheckEvents(b);
   const print = inOrder(exercises.map((e) => e.id), (v) => {
     if (!opts.json) console.log(formatVerdict(v, { verbose: opts.verbose }) + '\n');
+    events?.report(v);
   });
   for (const v of missing.values()) print(v);
   const checked = await runChecks(
@@ -54,6 +58,7 @@ export async function checkCommand(ids: string[], opts: CheckOptions): Promise<n
     },
   );
   const verdicts = exercises.map((e) => missing.get(e) ?? checked.find((v) => v.id === e.id)!);
+  await events?.close();
 
   if (opts.json) {
     console.log(JSON.stringify({ broker: { source: b.source, version: b.version }, verdicts }, null, 2));

@@ -1,5 +1,6 @@
 // npm run classroom -- create --students N [--name CLASS] [--out DIR] [--cluster]   (the instructor, as administrator)
 // npm run classroom -- list | reset STUDENT | destroy   [--name CLASS | --out DIR]  (the instructor)
+// npm run classroom -- dashboard [--port P] [--stuck-fails N] [--stuck-minutes M]    (the instructor's live view)
 // npm run classroom -- join FILE | leave                                             (a learner)
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -22,9 +23,12 @@ export interface ClassroomOptions {
   name?: string;
   out?: string;
   cluster?: boolean;
+  port?: string;
+  stuckFails?: string;
+  stuckMinutes?: string;
 }
 
-const USAGE = 'Use: npm run classroom -- create --students N [--name CLASS] [--out DIR] [--cluster] | join FILE | leave | list | reset STUDENT | destroy';
+const USAGE = 'Use: npm run classroom -- create --students N [--name CLASS] [--out DIR] [--cluster] | join FILE | leave | list | reset STUDENT | destroy | dashboard [--port P]';
 
 export async function classroomCommand(action: string, arg: string | undefined, opts: ClassroomOptions): Promise<number> {
   switch (action) {
@@ -42,6 +46,8 @@ export async function classroomCommand(action: string, arg: string | undefined, 
       return reset(arg, opts);
     case 'destroy':
       return destroy(opts);
+    case 'dashboard':
+      return dashboard(opts);
     default:
       throw new UserError(`Unknown classroom action "${action}". ${USAGE}`, EXIT.USAGE);
   }
@@ -179,6 +185,32 @@ async function destroy(opts: ClassroomOptions): Promise<number> {
   const done = await destroyClass(admin, cls);
   removeClassFiles(dir);
   console.log(`${pc.green('✓')} Class "${cls.name}" destroyed: ${done.vhosts.length} vhosts and ${done.users.length} users deleted, nothing else touched. Removed ${rel(classFilePath(dir))} and the join files.`);
+  return EXIT.OK;
+}
+
+/** The live dashboard: runs until Ctrl-C (which ends the process, closing its connections). */
+async function dashboard(opts: ClassroomOptions): Promise<number> {
+  const { dir, cls } = pickClass(opts);
+  const count = (v: string | undefined, what: string, min: number) => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw new UserError(`${what} "${v}": a whole number, at least ${min}.`, EXIT.USAGE);
+    return n;
+  };
+  const port = count(opts.port, '--port', 0) ?? 8090;
+  const thresholds = { fails: count(opts.stuckFails, '--stuck-fails', 1), minutes: count(opts.stuckMinutes, '--stuck-minutes', 1) };
+  const { runDashboard, passwordHint } = await import('../dashboard/run.js');
+  let running;
+  try {
+    running = await runDashboard(dir, cls, { port, host: '127.0.0.1', thresholds: Object.fromEntries(Object.entries(thresholds).filter(([, v]) => v !== undefined)) });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException & { status?: number };
+    if (e.code === 'EADDRINUSE') throw new UserError(`Port ${port} is in use: npm run classroom -- dashboard --port ${port + 1}`, EXIT.ENVIRONMENT);
+    throw new UserError(`The dashboard of class "${cls.name}" cannot start: ${e.message}`, EXIT.ENVIRONMENT);
+  }
+  console.log(`${pc.green('✓')} Dashboard of class "${cls.name}": ${running.url}`);
+  console.log(`  Log in with ${passwordHint(dir)}. It listens on this machine only. Ctrl-C stops it; the events wait in the broker meanwhile.`);
+  await new Promise(() => undefined); // until Ctrl-C
   return EXIT.OK;
 }
 

@@ -27,6 +27,8 @@ export async function watchCommand(id: string | undefined, opts: { verbose?: boo
   if (id) updateProgress((p) => (p.current = exercise!.id));
   const b = await broker();
   keepWorkerWarm();
+  // In a joined classroom, each verdict also goes to the instructor's dashboard.
+  const events = b.classroom ? new (await import('../classroom/events.js')).CheckEvents(b) : undefined;
 
   // The last verdict and what to do next: every redraw starts with it.
   let verdictLines: string[] = [];
@@ -50,6 +52,7 @@ export async function watchCommand(id: string | undefined, opts: { verbose?: boo
     const v = missing ?? (await runCheck(jobFor(ex, 'exercise'), b, { keepFailedSandbox: true }));
     if (!missing && (v.status === 'passed' || v.status === 'failed')) recordResult(ex.id, v.status === 'passed');
     verdictLines = [formatVerdict(v, { verbose: opts.verbose, watch: true }), ''];
+    events?.report(v);
     if (v.status === 'passed') {
       const next = currentExercise(wb, loadProgress());
       verdictLines.push(pc.green(next ? `Passed! Press n for the next exercise: ${next.id} "${next.title}".` : 'Passed, and that was the last one. Well done!'));
@@ -86,7 +89,7 @@ export async function watchCommand(id: string | undefined, opts: { verbose?: boo
     const quit = () => {
       process.stdin.setRawMode?.(false);
       process.stdin.pause();
-      void watcher.close().then(disposeAll).then(resolve);
+      void watcher.close().then(disposeAll).then(() => events?.close()).then(resolve);
     };
     if (!process.stdin.isTTY) return; // no keys without a terminal: watch until killed
     readline.emitKeypressEvents(process.stdin);
