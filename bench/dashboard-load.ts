@@ -5,7 +5,7 @@
 // own account and connection (runner/classroom/events.ts, as `npm run check` does). Prints
 // how long each verdict took from publish to the page (the issue's target: ≤ 1 s) and whether
 // all N learners show. It does not run the learners' checks themselves: that is the load
-// test's other half (p95 verdict time with 30 runners at once), not written yet.
+// test's other half (p95 verdict time with 30 runners at once), bench/classroom-load.ts.
 // The class has a random name and is destroyed at the end.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -99,13 +99,14 @@ program.command('mutation').argument('[ids...]').option('--concurrency <n>', 'mu
   .description('for authors: mutates each reference solution (StrykerJS) and runs its check against every mutant')
   .action(run((ids: string[], o: { concurrency?: string; record?: boolean }) => commands.mutation().then((m) => m.mutationCommand(ids, o))));
 
-program.command('classroom').argument('<action>', 'create | join | leave | list | reset | destroy | dashboard').argument('[arg]', 'join: the join file; reset: the learner (s01)')
+program.command('classroom').argument('<action>', 'create | join | leave | list | reset | destroy | dashboard | lock-guest').argument('[arg]', 'join: the join file; reset: the learner (s01)')
   .option('--students <n>', 'create: how many learners').option('--name <class>', 'the class name (create: random when not given)')
   .option('--out <dir>', 'the folder of class.json and the join files (default: .workbook/classes/<class>)')
   .option('--cluster', "create: on the local three-node cluster of chapter 8 instead of the runner's broker")
   .option('--port <n>', 'dashboard: the port of the web page (default 8090; 0 = any free port)')
   .option('--stuck-fails <n>', 'dashboard: a learner is stuck after this many failed checks of one exercise (default 5)')
   .option('--stuck-minutes <m>', 'dashboard: … or after failing one exercise for this many minutes (default 10)')
+  .option('--delete-guest', 'lock-guest: delete the user "guest" (refused while the runner itself logs in as guest)')
   .description('classroom workshops: provision learners on a shared broker, watch them on a live dashboard (instructor); join or leave a class (learner)')
   .action(run((action: string, arg: string | undefined, o: import('./commands/classroom.js').ClassroomOptions) => commands.classroom().then((m) => m.classroomCommand(action, arg, o))));
 

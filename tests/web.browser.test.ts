@@ -91,6 +91,21 @@ function startReader(): Promise<string> {
   });
 }
 
+/** A trace as check/trace.ts saves it: the learner's fanout set-up binds one queue with a key that is markup. */
+function traceOf3_2() {
+  const event = (t: number, conn: number, method: string, fields: Record<string, string | number>, dir = 'out') => ({ t, conn, channel: 1, dir, method, fields });
+  const declares = (key: string) =>
+    ['email', 'sms', 'push'].flatMap((queue, i) => [event(10 + i * 2, 1, 'queue.declare', { queue }), event(11 + i * 2, 1, 'queue.bind', { queue, exchange: 'notifications', routingKey: queue === 'sms' ? key : '' })]);
+  const events = (key: string) => [event(5, 1, 'exchange.declare', { exchange: 'notifications', type: 'fanout' }), ...declares(key), event(20, 1, 'connection.close', { code: 200, text: 'Cheers, thanks' })];
+  return {
+    id: '3.2',
+    title: 'Broadcast',
+    at: new Date().toISOString(),
+    learner: { status: 'failed', summary: 'The queue "sms" got no notification.', targetPath: 'exercises/03-exchanges/02-fanout.ts', flow: { events: events(hostileKey), notes: [{ t: 30, text: 'published 4 messages' }] } },
+    reference: { state: 'done', status: 'passed', flow: { events: events(''), notes: [{ t: 30, text: 'published 4 messages' }] } },
+  };
+}
+
 async function shot(page: Page, name: string) {
   await page.screenshot({ path: path.join(artifacts, `web-${name}.png`), fullPage: true });
 }
@@ -104,6 +119,9 @@ describe.skipIf(!existsSync(CHROMIUM) && !process.env.CI)('the web reader in a b
     const exercises = { '3.1': { status: 'passed', attempts: 2 }, '3.2': { status: 'failed', attempts: 1 } };
     writeFileSync(path.join(state, 'progress.json'), JSON.stringify({ version: 1, exercises }));
     writeFileSync(path.join(state, 'kept-vhosts.json'), JSON.stringify({ '3.5': vhost }));
+    // The trace of that failed check of 3.2: the learner's flow (with a hostile routing key) beside the reference solution's.
+    mkdirSync(path.join(state, 'traces'));
+    writeFileSync(path.join(state, 'traces', '3.2.json'), JSON.stringify(traceOf3_2()));
     await declareTopology();
     await mgmt.createVhost(demoVhost, broker.username);
     url = await startReader();
@@ -190,6 +208,19 @@ describe.skipIf(!existsSync(CHROMIUM) && !process.env.CI)('the web reader in a b
     await shot(page, 'topology-demo-3');
     await page.close();
   }, 90_000);
+
+  it("draws the message flow of a failed check beside the reference solution's, the first difference marked", async () => {
+    const page = await browser.newPage({ viewport: { width: 1500, height: 900 } });
+    await page.goto(`${url}/chapters/3`);
+    await page.locator('.exercise-box[data-exercise="3.2"] a[href="/trace/3.2"]').click();
+    expect(await page.locator('svg.sequence').count()).toBe(2);
+    expect(await page.locator('#learner svg .marked').textContent()).toContain(`key ${JSON.stringify(hostileKey)}`);
+    expect(await page.locator('#reference svg .marked').textContent()).toContain('key ""');
+    expect(await page.locator('.first-difference').textContent()).toContain('the arguments differ');
+    expect(await page.locator('svg b').count()).toBe(0);
+    await shot(page, 'trace-3.2');
+    await page.close();
+  });
 
   it('follows an exercise: the vhost its last failed check kept', async () => {
     const page = await browser.newPage();

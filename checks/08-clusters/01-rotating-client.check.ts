@@ -15,7 +15,7 @@ import { CheckCluster, type Attempt } from '../../runner/check/cluster.js';
 import { expectExchange, expectQuorumQueue } from '../../runner/check/topology.js';
 import { connectionMark, connectionsSince, sentBy, type AmqpConnection } from '../../runner/check/frames.js';
 import type * as Exercise from '../../exercises/08-clusters/01-rotating-client.js';
-import { expectConsumeSetup, nodesText, openLearnerConnections, publishOn, publishThrough, RecordingHandler, refuseConnections, resetLearnerConnections } from './support.js';
+import { countCancels, expectConsumeSetup, nodesText, openLearnerConnections, publishOn, publishThrough, RecordingHandler, refuseConnections, resetLearnerConnections } from './support.js';
 
 const EXCHANGE = 'orders';
 const QUEUE = 'billing';
@@ -190,21 +190,25 @@ async function check(t: Ctx, cluster: CheckCluster): Promise<void> {
   // The queue deleted under the consumer: amqplib hands the callback a null.
   const opened = connectionsSince().length;
   const sentBefore = new Map(openLearnerConnections().map((c) => [c, c.sent.length] as const));
+  const cancels = countCancels();
   const deleting = await cluster.channel();
-  await deleting.deleteQueue(QUEUE); // over AMQP: with a member on the dead node this takes seconds
-  await deleting.close().catch(() => undefined);
-  t.provoke(3, `deleted the queue "${QUEUE}" under your consumer: the broker cancels it, and amqplib calls your callback with null`);
-  // A callback that throws makes amqplib close its channel (and the broker, the connection with it).
-  // The cancel reaches your connection a moment later, later still on a busy machine: give a throw time to show.
+  try {
+    await deleting.deleteQueue(QUEUE); // over AMQP: with a member on the dead node this takes seconds
+    await deleting.close().catch(() => undefined);
+    t.provoke(3, `deleted the queue "${QUEUE}" under your consumer: the broker cancels it, and amqplib calls your callback with null`);
+    // A callback that throws makes amqplib close its channel (and the broker, the connection with it).
+    // On a loaded machine the cancel comes late: wait for it to reach your channel, then give a throw time to show.
+    await t.waitFor(() => (cancels.count() > 0 ? true : undefined), 10_000, 20);
+  } finally {
+    cancels.stop();
+  }
   const threw = () => [...sentBefore].some(([c, n]) => c.sent.slice(n).some((m) => m.name === 'channel.close'));
   const broken = () => threw() || openLearnerConnections().length === 0 || connectionsSince().length > opened;
-  await t.waitFor(broken, 1000, 20);
-  if (!broken()) {
-    // Not yet broken, or not yet cancelled: on a loaded machine the queue's processes end later. Once the
-    // broker lists no consumer in the vhost, it has sent the cancel; a throw then shows within moments.
-    const consumers = () => cluster.mgmt().request<unknown[]>('GET', `/consumers/${encodeURIComponent(t.vhost)}`).catch(() => undefined);
-    await t.waitFor(async () => ((await consumers())?.length === 0 ? true : undefined), 15_000, 200);
-    await t.waitFor(broken, 2000, 20);
+  await t.waitFor(broken, 1500, 20);
+  // Seen on 3.10.8, rarely: with a member of the queue on the dead node, the delete succeeds and no
+  // cancel ever reaches the consumer. Then this run cannot tell; it says so rather than guess.
+  if (cancels.count() === 0 && !broken()) {
+    t.log(`the broker sent your consumer no cancel within 10 s of deleting "${QUEUE}" (RabbitMQ 3.10 sometimes does not, with a member of the queue on a dead node): the null message was not tested in this run`);
   }
   if (broken()) {
     t.fail({
@@ -216,7 +220,7 @@ async function check(t: Ctx, cluster: CheckCluster): Promise<void> {
       link: t.ui('connections'),
     });
   }
-  t.observe(3, 'your connection stayed open after the null message: the callback skipped it');
+  t.observe(3, cancels.count() > 0 ? 'your connection stayed open after the null message: the callback skipped it' : 'your connection stayed open (no cancel came, so no null message either)');
 
   // 5. stop() during a wait between refused attempts.
   await refuseConnections(t, cluster, true);

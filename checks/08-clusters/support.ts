@@ -1,6 +1,8 @@
 // Helpers shared by the checks of chapter 8.
 
+import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
+import path from 'node:path';
 import type { ChannelModel, ConfirmChannel } from 'amqplib';
 import type { CheckContext } from '../../runner/check/context.js';
 import type { ConsumerInfo } from '../../runner/broker/management.js';
@@ -40,6 +42,32 @@ export function expectConsumeSetup(t: CheckContext<unknown>, conns: AmqpConnecti
     });
   }
   t.observe(o.line, `read the frames your consumer sent ${o.where}: declared "${o.queue}", prefetch 10, consumed with manual acks`);
+}
+
+/**
+ * Counts the consumer cancels the broker sends to the channels of this worker (basic.cancel, as
+ * amqplib emits it to the consumer's callback), whether or not that callback then throws: the sign
+ * that the cancel has arrived. stop() puts amqplib back as it was.
+ */
+export function countCancels(): { count: () => number; stop: () => void } {
+  const require = createRequire(import.meta.url);
+  // The package's "exports" hide lib/, so go through the file path of the main entry.
+  const lib = path.join(path.dirname(require.resolve('amqplib')), 'lib');
+  const proto = (require(path.join(lib, 'channel.js')) as { Channel: { prototype: Record<string, unknown> } }).Channel.prototype;
+  const own = Object.prototype.hasOwnProperty.call(proto, 'emit');
+  const emit = proto.emit as (this: unknown, event: string | symbol, ...args: unknown[]) => boolean;
+  let n = 0;
+  proto.emit = function (this: unknown, event: string | symbol, ...args: unknown[]) {
+    if (event === 'cancel') n++;
+    return emit.call(this, event, ...args);
+  };
+  return {
+    count: () => n,
+    stop: () => {
+      if (own) proto.emit = emit;
+      else delete proto.emit;
+    },
+  };
 }
 
 /** An ECONNRESET, as a network failure (or a node's death) makes the client see it. */

@@ -19,6 +19,7 @@ import { OutputTail } from './output-tail.js';
 import { mapCompiledPaths } from './source-map.js';
 import { buildFile, CompileError, IS_COMPILED, syncBuild } from '../build.mjs';
 import { lap, type Timings } from './timings.js';
+import type { Flow } from './flow.js';
 import { needsAdministrator, NEEDS_ADMIN } from '../classroom/admin-only.js';
 
 // Workers run the compiled tree (runner/build.mjs), without tsx.
@@ -182,6 +183,8 @@ export interface RunOptions {
   onStep?: (job: CheckJob, step: string) => void;
   /** Shared by the broker-restarting checks of one run; a lone check gets its own. */
   barrier?: RestartBarrier;
+  /** Return the message flow of the code under check with its verdict: when it fails, or always (flow.ts, trace.ts). */
+  recordFlow?: 'failed' | 'always';
 }
 
 /** The jobs for an exercise: its starter-or-learner file, its solution, its known-wrong variants or its alternative solutions (their patches). */
@@ -268,7 +271,7 @@ async function checkInSandbox(job: CheckJob, broker: BrokerInfo, opts: RunOption
   const result: WorkerResult & { output?: string[] } =
     'error' in compiled
       ? { status: compiled.status, finding: compiled.error, steps: [], notes: [] }
-      : await runInWorker(job, compiled, broker, sandbox.vhost, barrier, opts.onStep);
+      : await runInWorker(job, compiled, broker, sandbox.vhost, barrier, opts.onStep, opts.recordFlow);
   Object.assign(timings, result.timings);
   const { startedAt: _, ...outcome } = result;
   const verdict: Verdict = { ...base, ...outcome, timings, vhost: sandbox.vhost, durationMs: Date.now() - started };
@@ -312,6 +315,7 @@ function runInWorker(
   vhost: string,
   barrier: RestartBarrier,
   onStep?: RunOptions['onStep'],
+  flow?: RunOptions['recordFlow'],
 ): Promise<WorkerResult & { output: string[] }> {
   const { exercise } = job;
   const workerJob: WorkerJob = {
@@ -323,6 +327,7 @@ function runInWorker(
     vhost,
     broker,
     env: job.env,
+    flow,
   };
   return new Promise((resolve) => {
     const createdAt = Date.now();
@@ -348,7 +353,9 @@ function runInWorker(
     };
     const armTimer = (ms: number) => {
       clearTimeout(timer);
-      timer = setTimeout(() => {
+      timer = setTimeout(async () => {
+        // A trace wants the flow so far: asked for briefly (a thread stuck in a loop does not answer).
+        const flowSoFar = flow && !settled ? await askFlow(worker) : undefined;
         settle({
           status: 'failed',
           steps: [],
@@ -358,6 +365,7 @@ function runInWorker(
             why: 'The checker stopped it. Usually an endless loop, or waiting for something that never happens (a message that never comes, a promise never resolved).',
             fix: `Run it on its own to watch it: npx tsx ${rel(job.targetPath)}`,
           },
+          flow: flowSoFar,
         });
       }, ms);
     };
@@ -397,6 +405,21 @@ function runInWorker(
         },
       });
     });
+  });
+}
+
+/** The worker's message flow so far, if it answers within half a second. */
+function askFlow(worker: Worker): Promise<Flow | undefined> {
+  return new Promise((resolve) => {
+    const done = (flow?: Flow) => {
+      clearTimeout(timer);
+      worker.off('message', onMessage);
+      resolve(flow);
+    };
+    const onMessage = (msg: FromWorker) => msg.type === 'flow' && done(msg.flow);
+    const timer = setTimeout(done, 500);
+    worker.on('message', onMessage);
+    worker.postMessage({ type: 'flow' } satisfies ToWorker);
   });
 }
 

@@ -2,6 +2,7 @@
 // (plain data) and prints both for people and as --json.
 import type { ContractCoverage } from './contract.js';
 import type { Timings } from './timings.js';
+import type { Flow } from './flow.js';
 export interface Finding {
   /** One sentence a beginner understands: what went wrong. */
   summary: string;
@@ -43,6 +44,8 @@ export interface Verdict {
   output?: string[];
   /** Where the check's time went, per phase (timings.ts). */
   timings?: Timings;
+  /** The message flow of the code under check, when the run asked for it (RunOptions.recordFlow); the trace takes it from here. */
+  flow?: Flow;
 }
 
 /** Thrown by a check to fail with a finding. */

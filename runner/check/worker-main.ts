@@ -6,6 +6,7 @@ import { pathToFileURL } from 'node:url';
 import path from 'node:path';
 import { startTracking } from './socket-tracker.js';
 import { startReadingFrames } from './frames.js';
+import { readFlow, startRecordingFlow, stepsAsNotes } from './flow.js';
 import { CheckContext, type Check } from './context.js';
 import { explainError } from './explain-error.js';
 import { classifyCheckError } from './classify-error.js';
@@ -29,6 +30,8 @@ Object.assign(process.env, job.env); // this thread's own copy of the environmen
 // Must run before the learner's module is imported, so its sockets are seen.
 startTracking();
 startReadingFrames();
+// Only when a trace may be wanted (the learner's own code, `check` and `watch`): selfcheck and mutation runs never pay for it.
+if (job.flow) startRecordingFlow();
 // stdout and stderr reach the runner separately, each at its own pace; through one stream,
 // what the code under check prints keeps its order in the verdict (console.error included).
 process.stderr.write = process.stdout.write.bind(process.stdout) as typeof process.stderr.write;
@@ -42,6 +45,8 @@ function finish(status: WorkerResult['status'], finding?: Finding) {
   finished = true;
   if (ctx && timings.learner === undefined && timings.connect !== undefined) Object.assign(timings, ctx.clock.stop()); // ended by a crash mid-check
   const result: WorkerResult = { status, finding, steps: ctx?.steps ?? [], notes: ctx?.notes ?? [], contract: ctx?.coverage, timings, startedAt };
+  // Decoded only when asked for: a check that passes does not pay for it.
+  if (job.flow === 'always' || (job.flow === 'failed' && status === 'failed')) result.flow = { ...readFlow(startedAt), notes: stepsAsNotes(ctx?.steps ?? [], startedAt) };
   void flushOutput().then(() => post({ type: 'result', result }));
 }
 
@@ -72,6 +77,8 @@ process.on('unhandledRejection', crashed);
 let restartWaiter: ((r: { ok: boolean; reason?: string }) => void) | undefined;
 port.on('message', (msg: ToWorker) => {
   if (msg.type === 'restart-result') restartWaiter?.(msg);
+  // The runner's time limit is up: the flow so far, for the trace of a check that did not finish.
+  if (msg.type === 'flow') post({ type: 'flow', flow: { ...readFlow(startedAt), notes: stepsAsNotes(ctx?.steps ?? [], startedAt) } });
 });
 
 async function main() {

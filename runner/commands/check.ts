@@ -8,6 +8,7 @@ import { resolveIds } from '../ids.js';
 import { currentExercise, loadProgress, recordResult, updateProgress } from '../progress.js';
 import { jobFor, runChecks, startSpare } from '../check/run.js';
 import { formatVerdict, summarize } from '../check/report.js';
+import { startTrace, type Trace } from '../check/trace.js';
 import type { TargetKind, Verdict } from '../check/verdict.js';
 import { rel } from '../paths.js';
 import { EXIT } from '../exit-codes.js';
@@ -46,23 +47,32 @@ export async function checkCommand(ids: string[], opts: CheckOptions): Promise<n
     events?.report(v);
   });
   for (const v of missing.values()) print(v);
+  // A failed check of the learner's code: its message flow beside the reference solution's, for
+  // the web reader (check/trace.ts). Started once the verdict is in, waited for at the end only.
+  const traces: Promise<Trace | undefined>[] = [];
   const checked = await runChecks(
     exercises.filter((e) => !missing.has(e)).map((e) => jobFor(e, target)),
     b,
     {
       keepFailedSandbox: !opts.solutions,
+      recordFlow: opts.solutions ? undefined : 'failed',
       onVerdict: (v) => {
         if (!opts.solutions && (v.status === 'passed' || v.status === 'failed')) recordResult(v.id, v.status === 'passed');
+        const tracing = v.flow && startTrace(wb.exercise(v.id)!, v, b);
+        if (tracing) traces.push(tracing);
         print(v);
       },
     },
   );
   const verdicts = exercises.map((e) => missing.get(e) ?? checked.find((v) => v.id === e.id)!);
   await events?.close();
+  if (traces.length && !opts.json) console.log(pc.dim(`Running the reference solution through the same check, for the message-flow trace…`));
+  const traced = (await Promise.all(traces)).filter((t) => t !== undefined);
 
   if (opts.json) {
     console.log(JSON.stringify({ broker: { source: b.source, version: b.version }, verdicts }, null, 2));
   } else {
+    for (const t of traced) console.log(pc.dim(`Your message flow beside the reference solution's: npm run web, then http://127.0.0.1:4173/trace/${t.id}`));
     console.log(summarize(verdicts));
     console.log(nextStep(wb, verdicts, opts));
   }

@@ -1,6 +1,7 @@
 // npm run classroom -- create --students N [--name CLASS] [--out DIR] [--cluster]   (the instructor, as administrator)
 // npm run classroom -- list | reset STUDENT | destroy   [--name CLASS | --out DIR]  (the instructor)
 // npm run classroom -- dashboard [--port P] [--stuck-fails N] [--stuck-minutes M]    (the instructor's live view)
+// npm run classroom -- lock-guest [--delete-guest] [--cluster]                       (the instructor: can learners log in as guest?)
 // npm run classroom -- join FILE | leave                                             (a learner)
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -26,9 +27,10 @@ export interface ClassroomOptions {
   port?: string;
   stuckFails?: string;
   stuckMinutes?: string;
+  deleteGuest?: boolean;
 }
 
-const USAGE = 'Use: npm run classroom -- create --students N [--name CLASS] [--out DIR] [--cluster] | join FILE | leave | list | reset STUDENT | destroy | dashboard [--port P]';
+const USAGE = 'Use: npm run classroom -- create --students N [--name CLASS] [--out DIR] [--cluster] | join FILE | leave | list | reset STUDENT | destroy | dashboard [--port P] | lock-guest [--delete-guest]';
 
 export async function classroomCommand(action: string, arg: string | undefined, opts: ClassroomOptions): Promise<number> {
   switch (action) {
@@ -48,6 +50,8 @@ export async function classroomCommand(action: string, arg: string | undefined, 
       return destroy(opts);
     case 'dashboard':
       return dashboard(opts);
+    case 'lock-guest':
+      return lockGuest(opts);
     default:
       throw new UserError(`Unknown classroom action "${action}". ${USAGE}`, EXIT.USAGE);
   }
@@ -56,7 +60,7 @@ export async function classroomCommand(action: string, arg: string | undefined, 
 // ---- the instructor ------------------------------------------------------------
 
 /** The administrator's management API: the broker the runner finds (never a joined classroom), or the local cluster's first node. */
-async function administrator(cluster: boolean): Promise<{ admin: ManagementClient; amqpUrls: string[]; managementUrl: string }> {
+async function administrator(cluster: boolean): Promise<{ admin: ManagementClient; amqpUrls: string[]; managementUrl: string; username: string }> {
   if (cluster) {
     const { clusterStatus } = await import('../broker/cluster.js');
     const status = await clusterStatus();
@@ -69,6 +73,7 @@ async function administrator(cluster: boolean): Promise<{ admin: ManagementClien
       admin: new ManagementClient(first.managementUrl, status.username, status.password),
       amqpUrls: status.nodes.map((n) => `amqp://localhost:${n.amqpPort}`),
       managementUrl: first.managementUrl,
+      username: status.username,
     };
   }
   let b;
@@ -80,7 +85,7 @@ async function administrator(cluster: boolean): Promise<{ admin: ManagementClien
     throw err;
   }
   const amqp = new URL(b.amqpUrl);
-  return { admin: new ManagementClient(b.managementUrl, b.username, b.password), amqpUrls: [`${amqp.protocol}//${amqp.host}`], managementUrl: b.managementUrl };
+  return { admin: new ManagementClient(b.managementUrl, b.username, b.password), amqpUrls: [`${amqp.protocol}//${amqp.host}`], managementUrl: b.managementUrl, username: b.username };
 }
 
 async function create(opts: ClassroomOptions): Promise<number> {
@@ -211,6 +216,31 @@ async function dashboard(opts: ClassroomOptions): Promise<number> {
   console.log(`${pc.green('✓')} Dashboard of class "${cls.name}": ${running.url}`);
   console.log(`  Log in with ${passwordHint(dir)}. It listens on this machine only. Ctrl-C stops it; the events wait in the broker meanwhile.`);
   await new Promise(() => undefined); // until Ctrl-C
+  return EXIT.OK;
+}
+
+/**
+ * Can a learner log in as guest (an administrator), or anonymously? Reports; deletes guest
+ * only with --delete-guest, and never while the runner itself works as guest (guest.ts).
+ */
+async function lockGuest(opts: ClassroomOptions): Promise<number> {
+  const { probeGuest, decideGuest } = await import('../classroom/guest.js');
+  const { admin, amqpUrls, managementUrl, username } = await administrator(!!opts.cluster);
+  const report = await probeGuest(admin, amqpUrls[0]!, managementUrl);
+  console.log(`The user "guest" on ${managementUrl}, tried as a learner would${report.from ? `, from ${report.from}` : ''}:`);
+  for (const line of report.answers) console.log(pc.dim(`  ${line}`));
+  const decision = decideGuest(report, username, !!opts.deleteGuest);
+  if (decision.action === 'refuse') throw new UserError(decision.why, EXIT.ENVIRONMENT);
+  if (decision.action === 'none') {
+    const safe = report.state === 'absent' || report.state === 'loopback-only';
+    console.log(`${safe ? pc.green('✓') : pc.yellow('!')} ${decision.why}`);
+    return report.state === 'open' ? EXIT.FAILED : EXIT.OK;
+  }
+  console.log(decision.why);
+  await admin.request('DELETE', '/users/guest');
+  const after = await probeGuest(admin, amqpUrls[0]!, managementUrl);
+  if (after.state !== 'absent') throw new UserError(`"guest" is still there after the delete (${after.state}).`, EXIT.ENVIRONMENT);
+  console.log(`${pc.green('✓')} Deleted "guest": nobody logs in as guest any more, nor anonymously (on 4.x, ANONYMOUS logs in as guest).`);
   return EXIT.OK;
 }
 

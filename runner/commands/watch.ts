@@ -8,6 +8,7 @@ import { broker, workbook } from '../session.js';
 import { resolveOne } from '../ids.js';
 import { currentExercise, loadProgress, recordResult, updateProgress } from '../progress.js';
 import { jobFor, keepWorkerWarm, runCheck } from '../check/run.js';
+import { startTrace } from '../check/trace.js';
 import { formatVerdict, indented } from '../check/report.js';
 import { disposeAll } from '../sandbox/sandbox.js';
 import { rel } from '../paths.js';
@@ -49,7 +50,9 @@ export async function watchCommand(id: string | undefined, opts: { verbose?: boo
     console.clear();
     console.log(pc.dim(`Checking ${ex.id} (${rel(ex.starterPath)})…`));
     const missing = missingFileVerdict(ex, 'exercise');
-    const v = missing ?? (await runCheck(jobFor(ex, 'exercise'), b, { keepFailedSandbox: true }));
+    const v = missing ?? (await runCheck(jobFor(ex, 'exercise'), b, { keepFailedSandbox: true, recordFlow: 'failed' }));
+    // The reference solution runs through the same check in the background, for the web reader's trace (check/trace.ts).
+    const tracing = v.flow !== undefined && startTrace(ex, v, b) !== undefined;
     if (!missing && (v.status === 'passed' || v.status === 'failed')) recordResult(ex.id, v.status === 'passed');
     verdictLines = [formatVerdict(v, { verbose: opts.verbose, watch: true }), ''];
     events?.report(v);
@@ -60,6 +63,7 @@ export async function watchCommand(id: string | undefined, opts: { verbose?: boo
       verdictLines.push(pc.magenta(`${ENVIRONMENT_PROBLEM}, then press c to check again.`));
     } else {
       verdictLines.push(pc.dim(`Edit ${rel(ex.starterPath)} and save to check again.`));
+      if (tracing) verdictLines.push(pc.dim(`Your message flow beside the reference solution's: npm run web, then http://127.0.0.1:4173/trace/${ex.id}`));
     }
     show();
     running = false;

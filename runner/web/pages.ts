@@ -37,17 +37,18 @@ function exerciseAnchor(e: Exercise): string {
 }
 
 /** What follows each "Exercise N.M" heading: its status, the commands, and where its last failed check's vhost is. */
-export function exerciseBlock(e: Exercise, progress: Progress, keptVhost: string | undefined, ui: (vhost: string) => string): string {
+export function exerciseBlock(e: Exercise, progress: Progress, keptVhost: string | undefined, ui: (vhost: string) => string, traced = false): string {
   const entry = progress.exercises[e.id];
   const tries = entry?.attempts ? ` after ${entry.attempts} check${entry.attempts === 1 ? '' : 's'}` : '';
   const kept = keptVhost
     ? `<p>Your last failed check left vhost <code>${esc(keptVhost)}</code>: <a href="/topology?exercise=${encodeURIComponent(e.id)}">its live topology</a> (which follows your next checks of ${esc(e.id)}), <a href="${esc(ui(keptVhost))}" target="_blank" rel="noopener">the vhost in the management UI</a>.</p>`
     : '';
+  const trace = traced ? `<p class="trace-link"><a href="/trace/${encodeURIComponent(e.id)}">Your last failed check's message flow</a>, beside the reference solution's.</p>` : '';
   return `<div class="exercise-box" data-exercise="${esc(e.id)}">
 <p>${statusBadge(statusOf(progress, e.id))}${tries} · your file: <code>${esc(e.starterPath.replace(/^.*\/exercises\//, 'exercises/'))}</code></p>
 <pre class="commands"><code>npm run watch ${esc(e.id)}    # re-checks on every save
 npm run check ${esc(e.id)}    # checks once
-npm run hint ${esc(e.id)}     # one more hint</code></pre>${kept}</div>\n`;
+npm run hint ${esc(e.id)}     # one more hint</code></pre>${kept}${trace}</div>\n`;
 }
 
 export function chapterPage(chapter: Chapter, progress: Progress, html: string, demo: { vhost: string; ui: string; exchangesUi: string }): string {

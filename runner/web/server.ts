@@ -9,11 +9,14 @@ import express, { type Request, type Response } from 'express';
 import { enc, managementFor, type ManagementClient } from '../broker/management.js';
 import type { BrokerInfo } from '../broker/types.js';
 import { keptVhosts } from '../check/kept.js';
+import { hasTrace, readTrace } from '../check/trace.js';
 import { demoVhost } from '../chapter/demo.js';
 import { loadManifest } from '../manifest/load.js';
 import { loadProgress } from '../progress.js';
 import { chapterHtml } from './chapter-html.js';
 import { renderDiagram } from './diagram.js';
+import { SEQUENCE_CSS } from './sequence.js';
+import { tracePage } from './trace-page.js';
 import { escapeHtml as esc, publicUrl } from './html.js';
 import { LiveTopology } from './live.js';
 import { chapterListPage, chapterPage, exerciseBlock, layout, READER_CSS, topologyPage } from './pages.js';
@@ -29,6 +32,8 @@ export interface WebOptions {
   extraVhosts?: string[];
   /** How often a listened-to vhost is polled (ms). */
   intervalMs?: number;
+  /** Where the traces of failed checks are read (check/trace.ts; tests use their own). */
+  tracesDir?: string;
 }
 
 export interface WebServer {
@@ -50,7 +55,7 @@ export async function startWebServer(opts: WebOptions): Promise<WebServer> {
 
   const app = express();
   app.disable('x-powered-by');
-  app.get('/static/reader.css', (_req, res) => void res.type('css').send(READER_CSS));
+  app.get('/static/reader.css', (_req, res) => void res.type('css').send(READER_CSS + SEQUENCE_CSS));
   app.get('/static/hljs.css', (_req, res) => void res.type('css').send(hljsCss));
 
   // The manifest and the progress are read at each request: a check in another terminal shows at the next reload.
@@ -64,10 +69,17 @@ export async function startWebServer(opts: WebOptions): Promise<WebServer> {
     const blocks = new Map(chapter.exercises.map((e) => [e.id, e]));
     const html = chapterHtml(chapter, (id) => {
       const e = blocks.get(id);
-      return e ? exerciseBlock(e, progress, kept[id], vhostUi) : '';
+      return e ? exerciseBlock(e, progress, kept[id], vhostUi, hasTrace(id, opts.tracesDir)) : '';
     });
     const vhost = opts.broker?.classroom?.demoVhost ?? demoVhost(chapter);
     res.type('html').send(chapterPage(chapter, progress, html, { vhost, ui: `${ui}/#/queues`, exchangesUi: `${ui}/#/exchanges` }));
+  });
+
+  // The message flow of the last failed check of an exercise, beside the reference solution's (check/trace.ts).
+  app.get('/trace/:id', (req, res) => {
+    const exercise = loadManifest().exercise(req.params.id);
+    if (!exercise) return void res.status(404).type('html').send(layout('Not found', `<p>There is no exercise ${esc(req.params.id)}. <a href="/">All chapters</a></p>`));
+    res.type('html').send(tracePage(exercise, readTrace(exercise.id, opts.tracesDir)));
   });
 
   app.get('/topology', async (req, res) => {
