@@ -150,10 +150,28 @@ export async function destroyClass(admin: ManagementClient, cls: ClassFile): Pro
     done.users.push(u);
   }
   for (const v of cls.created.vhosts) {
-    await admin.deleteVhost(v);
+    await deleteVhostSurely(admin, v);
     done.vhosts.push(v);
   }
   return done;
+}
+
+/**
+ * Deletes a vhost, asking again when the request times out: a vhost full of quorum queues, on a
+ * busy cluster, can take longer to delete than one request waits (seen after a 30-learner run).
+ */
+async function deleteVhostSurely(admin: ManagementClient, vhost: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await admin.deleteVhost(vhost);
+      return;
+    } catch (err) {
+      // An answer (403, 500…) is final; only a request that got none is tried again.
+      if ((err as { status?: number }).status !== undefined || attempt === 6) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      if ((await admin.request('GET', `/vhosts/${enc(vhost)}`).catch(() => 'unknown')) === undefined) return; // gone meanwhile
+    }
+  }
 }
 
 function ignore404(err: { status?: number }) {
