@@ -14,7 +14,7 @@
 // from verdict to page (target ≤ 1 s). --record writes both to BENCHMARKS.md.
 // The class has a random name and is destroyed at the end, whatever happens.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -28,6 +28,7 @@ if (!Number.isInteger(learners) || learners < 1 || learners > 200) throw new Err
 // learners' pool locks stay in the runner's state folder, named after this class's vhosts.
 const work = mkdtempSync(path.join(tmpdir(), 'wb-classroom-load-'));
 const { ROOT } = await import('../runner/paths.js');
+const { recordSection } = await import('../runner/lab/benchmarks-file.js');
 const { findBroker } = await import('../runner/broker/find.js');
 const { ManagementClient } = await import('../runner/broker/management.js');
 const { createClass, destroyClass } = await import('../runner/classroom/provision.js');
@@ -252,10 +253,6 @@ function record(r: { learners: number; checks: number; wall: number; loneMedian:
     `| dashboard, verdict to page | median ${r.latencyMedian} ms, p95 ${r.latencyP95} ms, max ${r.latencyMax} ms | ≤ 1000 ms: ${ok(r.latencyMax <= 1000)} |`,
     END,
   ].join('\n');
-  const file = path.join(ROOT, 'BENCHMARKS.md');
-  const text = readFileSync(file, 'utf8');
-  const begin = text.indexOf(BEGIN);
-  const end = text.indexOf(END);
-  writeFileSync(file, begin >= 0 && end > begin ? text.slice(0, begin) + section + text.slice(end + END.length) : `${text.trimEnd()}\n\n${section}\n`);
+  const file = recordSection(section, BEGIN, END);
   console.log(`Recorded in ${path.relative(process.cwd(), file)}.`);
 }

@@ -14,7 +14,8 @@
 // bench/run.ts calls benchHttpJobs() with its own broker.
 import { execFile, fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { machineDescription } from '../runner/lab/benchmarks-file.js';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
@@ -250,11 +251,10 @@ export async function benchHttpJobs(opts: HttpBenchOptions = {}): Promise<{ line
   const perRequestRounds = bursts.get('per-request')!;
   const speedup = perSec(base.burst) / Math.max(1, perSec(perRequest.burst));
   const ok = (b: boolean) => (b ? '✅' : '❌');
-  const cpu = cpus();
   const lines = [
     '## HTTP API in front of a queue: POST /jobs (chapter 9)',
     '',
-    `Measured by \`npx tsx bench/http-jobs.ts\` (also part of \`npm run bench\`) on ${new Date().toISOString().slice(0, 10)}: ${cpu.length} × ${cpu[0]?.model.trim()}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Linux ${release()}, Node ${process.version}, RabbitMQ ${broker.version} (${own ? 'a private node started by the bench' : 'the bench\'s broker'}). Each design runs in a process of its own; autocannon, the broker${results.has('outbox') ? ' and Postgres (embedded)' : ''} share the machine with it. Load average (1 min) ${loadBefore.toFixed(1)} when the run began, ${loadavg()[0]!.toFixed(1)} when it ended, on ${cpu.length} cores.`,
+    `Measured by \`npx tsx bench/http-jobs.ts\` (also part of \`npm run bench\`) on ${new Date().toISOString().slice(0, 10)}: ${machineDescription()}, RabbitMQ ${broker.version} (${own ? 'a private node started by the bench' : 'the bench\'s broker'}). Each design runs in a process of its own; autocannon, the broker${results.has('outbox') ? ' and Postgres (embedded)' : ''} share the machine with it. Load average (1 min) ${loadBefore.toFixed(1)} when the run began, ${loadavg()[0]!.toFixed(1)} when it ended, on ${cpus().length} cores.`,
     '',
     `Throughput: 100 connections sending as fast as answers come, ${seconds} s, ${ROUNDS} rounds with the designs in turn; the median round counts (lost: all rounds). Latency: ${rate.toLocaleString('en')} requests/s for ${seconds} s (autocannon \`overallRate\`, ${STEADY_CONNECTIONS} connections, each sending its ${rate / STEADY_CONNECTIONS} requests of every second as fast as answers come; corrected for coordinated omission; answered requests only; "accepted/s" says whether the design kept up with the rate). Lost: jobs answered 202 that never reached the queue (the queue counted after each run), or for the outbox, that have no row in the jobs table (the relay of exercise 9.2 publishes at most 100 rows every 500 ms, about 200 jobs/s: the queue follows the accepted jobs minutes later). Ratios are to the confirmed design in the same run.`,
     '',

@@ -11,7 +11,7 @@
 // `-- --no-http` chapter 9's POST /jobs designs (bench/http-jobs.ts).
 import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem, tmpdir, release } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { ROOT, STATE_DIR } from '../runner/paths.js';
@@ -21,6 +21,7 @@ import { runSelfCheck } from '../runner/selfcheck.js';
 import { PHASES, PHASE_TEXT, sumTimings } from '../runner/check/timings.js';
 import type { Verdict } from '../runner/check/verdict.js';
 import { benchStartup } from './startup.js';
+import { machineDescription } from '../runner/lab/benchmarks-file.js';
 import { restartBroker } from '../runner/broker/restart.js';
 import { watchExercise } from '../runner/commands/watch.js';
 import { ManagementClient } from '../runner/broker/management.js';
@@ -269,13 +270,12 @@ async function main() {
   await stopOwnBroker(stateDir);
   rmSync(stateDir, { recursive: true, force: true });
 
-  const cpu = cpus();
   const lines = [
     '# Benchmarks',
     '',
     `Measured by \`npm run bench\` (bench/run.ts) on ${new Date().toISOString().slice(0, 10)}.`,
     '',
-    `Machine: ${cpu.length} × ${cpu[0]?.model.trim()}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Linux ${release()}, Node ${process.version}, RabbitMQ ${broker.version} (private node started by the bench).`,
+    `Machine: ${machineDescription()}, RabbitMQ ${broker.version} (private node started by the bench).`,
     '',
     '| what | measured | target | |',
     '|---|---|---|---|',

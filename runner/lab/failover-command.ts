@@ -2,15 +2,15 @@
 // Starts the local three-node cluster when it does not run (a spinner with the elapsed time),
 // runs the failover lab (failover.ts), prints a table per cycle, a chart and Jepsen-style totals,
 // and with --record writes them to BENCHMARKS.md. Exit code 1 when a confirmed message was lost.
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, release, totalmem } from 'node:os';
-import path from 'node:path';
+import { rmSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import pc from 'picocolors';
 import { EXIT, UserError } from '../exit-codes.js';
-import { ROOT, rel } from '../paths.js';
+import { rel } from '../paths.js';
 import { terminalTable } from '../table.js';
 import type { LabOptions } from '../commands/lab.js';
-import { renderChart, renderJepsen, renderMarkdown, replaceSection, secs, spread, tally } from './failover-report.js';
+import { BENCHMARK_BEGIN, BENCHMARK_END, renderChart, renderJepsen, renderMarkdown, secs, spread, tally } from './failover-report.js';
+import { machineDescription, recordSection } from './benchmarks-file.js';
 
 export async function failoverCommand(opts: LabOptions): Promise<number> {
   const cycles = Number(opts.cycles ?? 20);
@@ -93,11 +93,9 @@ export async function failoverCommand(opts: LabOptions): Promise<number> {
   if (run.notSettled > totals.lost) console.log(pc.yellow(`  ${run.notSettled - totals.lost} message(s) were still unconfirmed when the lab stopped waiting (60 s).`));
 
   if (opts.record) {
-    const file = path.join(ROOT, 'BENCHMARKS.md');
-    const cpu = cpus();
     const section = renderMarkdown(rows, totals, {
       date: new Date().toISOString().slice(0, 10),
-      machine: `${cpu.length} × ${cpu[0]?.model.trim()}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Linux ${release()}, Node ${process.version}, load average ${loadAtStart.toFixed(1)} at the start and ${loadavg()[0]!.toFixed(1)} at the end`,
+      machine: `${machineDescription()}, load average ${loadAtStart.toFixed(1)} at the start and ${loadavg()[0]!.toFixed(1)} at the end`,
       version: run.version,
       cycles,
       durationMs: run.durationMs,
@@ -105,8 +103,7 @@ export async function failoverCommand(opts: LabOptions): Promise<number> {
       nacks: run.nacks,
       channelRenewals: run.channelRenewals,
     });
-    writeFileSync(file, replaceSection(existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n', section));
-    console.log(`Recorded in ${rel(file)}.`);
+    console.log(`Recorded in ${rel(recordSection(section, BENCHMARK_BEGIN, BENCHMARK_END))}.`);
   }
   return totals.valid ? EXIT.OK : EXIT.FAILED;
 }

@@ -4,6 +4,8 @@
 // Markdown section for BENCHMARKS.md. runner/lab/failover.ts does the breaking; this file only
 // counts, so tests/failover-lab.test.ts can check the counting on made-up histories.
 
+import { withSection } from './benchmarks-file.js';
+
 /** One message the publisher sent, by its id (the AMQP message-id). */
 export interface Sent {
   id: string;
@@ -276,8 +278,5 @@ function stallBySide(rows: CycleRow[]): string {
 
 /** BENCHMARKS.md with the lab's section put in place of the previous one (or at the end). */
 export function replaceSection(file: string, section: string): string {
-  const begin = file.indexOf(BENCHMARK_BEGIN);
-  const end = file.indexOf(BENCHMARK_END);
-  if (begin >= 0 && end > begin) return file.slice(0, begin) + section + file.slice(end + BENCHMARK_END.length);
-  return `${file.replace(/\n*$/, '')}\n\n${section}\n`;
+  return withSection(file, section, BENCHMARK_BEGIN, BENCHMARK_END);
 }

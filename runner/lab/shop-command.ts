@@ -4,17 +4,16 @@
 // when stdout is not a terminal); at the end the oracle's verdict, throughput and latencies, and
 // with --record the figures in BENCHMARKS.md. Exit code 1 when an order is inconsistent.
 // Everything it creates (services, connections, vhost, database) goes, Ctrl-C included.
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, release, totalmem } from 'node:os';
-import path from 'node:path';
+import { loadavg } from 'node:os';
 import pc from 'picocolors';
 import { EXIT, UserError } from '../exit-codes.js';
-import { ROOT, rel } from '../paths.js';
+import { rel } from '../paths.js';
+import { machineDescription, recordSection } from './benchmarks-file.js';
 import { broker } from '../session.js';
 import { vhostUrl } from '../broker/types.js';
 import { createSandbox } from '../sandbox/sandbox.js';
 import type { LabOptions } from '../commands/lab.js';
-import { renderLive, renderPlain, renderShopMarkdown, renderSummary, replaceShopSection, summarize, type LiveState } from './shop-report.js';
+import { renderLive, renderPlain, renderShopMarkdown, renderSummary, SHOP_BEGIN, SHOP_END, summarize, type LiveState } from './shop-report.js';
 
 export async function shopCommand(opts: LabOptions): Promise<number> {
   const orders = Number(opts.orders ?? 300);
@@ -108,15 +107,12 @@ export async function shopCommand(opts: LabOptions): Promise<number> {
         }
 
         if (opts.record) {
-          const file = path.join(ROOT, 'BENCHMARKS.md');
-          const cpu = cpus();
           const section = renderShopMarkdown(summary, {
             date: new Date().toISOString().slice(0, 10),
-            machine: `${cpu.length} × ${cpu[0]?.model.trim()}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Linux ${release()}, Node ${process.version}, load average ${loadAtStart.toFixed(1)} at the start and ${loadavg()[0]!.toFixed(1)} at the end`,
+            machine: `${machineDescription()}, load average ${loadAtStart.toFixed(1)} at the start and ${loadavg()[0]!.toFixed(1)} at the end`,
             version: b.version,
           });
-          writeFileSync(file, replaceShopSection(existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n', section));
-          console.log(`Recorded in ${rel(file)}.`);
+          console.log(`Recorded in ${rel(recordSection(section, SHOP_BEGIN, SHOP_END))}.`);
         }
         return summary.violations.length === 0 ? EXIT.OK : EXIT.FAILED;
       } finally {

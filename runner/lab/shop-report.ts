@@ -2,6 +2,7 @@
 // compensated), the live view's lines, the summary and the section of BENCHMARKS.md.
 // runner/lab/shop.ts runs the shop and feeds this file; tests can check it on made-up runs.
 import pc from 'picocolors';
+import { withSection } from './benchmarks-file.js';
 import { percentile } from './failover-report.js';
 
 export type FinalState = 'completed' | 'cancelled';
@@ -235,8 +236,5 @@ export function renderShopMarkdown(s: Summary, run: RunInfo): string {
 
 /** BENCHMARKS.md with the lab's section put in place of the previous one (or at the end). */
 export function replaceShopSection(file: string, section: string): string {
-  const begin = file.indexOf(SHOP_BEGIN);
-  const end = file.indexOf(SHOP_END);
-  if (begin >= 0 && end > begin) return file.slice(0, begin) + section + file.slice(end + SHOP_END.length);
-  return `${file.replace(/\n*$/, '')}\n\n${section}\n`;
+  return withSection(file, section, SHOP_BEGIN, SHOP_END);
 }
