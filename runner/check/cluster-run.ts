@@ -14,7 +14,7 @@ import type { BrokerInfo } from '../broker/types.js';
 import type { Finding, Verdict } from './verdict.js';
 import { clusterDir, clusterStatus, startCluster, type ClusterStatus } from '../broker/cluster.js';
 import { locateServer } from '../broker/private-node.js';
-import { withStartLock } from '../broker/start-lock.js';
+import { alive, withStartLock } from '../broker/start-lock.js';
 import { enc, managementFor } from '../broker/management.js';
 import { keptVhosts } from './kept.js';
 
@@ -103,15 +103,6 @@ async function sweepCluster(broker: BrokerInfo): Promise<void> {
     const pid = Number(mine.exec(name)?.[1]);
     if (!pid || pid === process.pid || kept.includes(name) || alive(pid)) continue;
     await deleteVhostPatiently(broker, name);
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -10,6 +10,7 @@ import { STATE_DIR } from '../paths.js';
 import type { ManagementClient } from '../broker/management.js';
 import type { ClassroomSeat } from '../broker/types.js';
 import { emptyVhost } from './empty.js';
+import { alive } from '../broker/start-lock.js';
 
 const lockDir = () => path.join(STATE_DIR, 'classroom-locks');
 const lockFile = (vhost: string) => path.join(lockDir(), `${encodeURIComponent(vhost)}.lock`);
@@ -74,7 +75,7 @@ function tryLock(vhost: string): boolean {
       continue; // released meanwhile: try again
     }
     // An empty file is a lock being written this instant by another process.
-    if (!holder || isAlive(holder)) return false;
+    if (!holder || alive(holder)) return false;
     try {
       unlinkSync(file); // its process is gone (killed mid-check): the vhost is emptied before use anyway
     } catch {
@@ -89,14 +90,5 @@ function unlock(vhost: string): void {
     unlinkSync(lockFile(vhost));
   } catch {
     /* already gone */
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { managementFor, type ManagementClient } from '../broker/management.js';
 import type { BrokerInfo } from '../broker/types.js';
+import { alive } from '../broker/start-lock.js';
 
 const PREFIX = 'wb-';
 // The host is part of the name: on a shared broker, another machine's pids mean nothing here.
@@ -72,18 +73,9 @@ export async function sweepStaleSandboxes(broker: BrokerInfo, keep: string[] = [
   let removed = 0;
   for (const { name } of await mgmt.vhosts()) {
     const pid = Number(name.match(mine)?.[1]);
-    if (!pid || pid === process.pid || isAlive(pid) || keep.includes(name)) continue;
+    if (!pid || pid === process.pid || alive(pid) || keep.includes(name)) continue;
     await mgmt.deleteVhost(name).catch(() => undefined);
     removed++;
   }
   return removed;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
