@@ -4,6 +4,8 @@
 // reach each other's vhosts nor read the classroom exchange; reset and destroy touch only what
 // they should. The class has a random name and is destroyed at the end, whatever happens.
 import { execFile } from 'node:child_process';
+import { once } from 'node:events';
+import net from 'node:net';
 import { mkdtempSync, readFileSync, rmSync, statSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -251,6 +253,34 @@ describe("a learner's pool of sandbox vhosts", () => {
       delete process.env.WORKBOOK_STATE_DIR;
       vi.resetModules();
       rmSync(state, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("a learner's node on a cluster", () => {
+  const urls = ['amqp://localhost:5673', 'amqp://localhost:5674', 'amqp://localhost:5675'];
+  it('spreads a class over the nodes: each learner starts on a node of their own, then tries the others in turn', async () => {
+    const { nodesInTurn } = await import('../runner/classroom/seat.js');
+    expect(nodesInTurn({ student: 's01', amqpUrls: urls })).toEqual(urls);
+    expect(nodesInTurn({ student: 's02', amqpUrls: urls })[0]).toBe(urls[1]);
+    expect(nodesInTurn({ student: 's06', amqpUrls: urls })).toEqual([urls[2], urls[0], urls[1]]);
+    expect(nodesInTurn({ student: 's07', amqpUrls: urls })[0]).toBe(urls[0]);
+    expect(nodesInTurn({ student: 's05', amqpUrls: [urls[0]!] })).toEqual([urls[0]]);
+  });
+
+  it("skips the learner's node when nothing listens there", async () => {
+    const { answeringNode } = await import('../runner/classroom/seat.js');
+    const { freePort } = await import('../runner/broker/ports.js');
+    const listening = net.createServer().listen(0, '127.0.0.1');
+    await once(listening, 'listening');
+    const up = `amqp://127.0.0.1:${(listening.address() as net.AddressInfo).port}`;
+    const down = `amqp://127.0.0.1:${await freePort()}`;
+    try {
+      expect(await answeringNode({ student: 's01', amqpUrls: [down, up] })).toBe(up);
+      expect(await answeringNode({ student: 's02', amqpUrls: [up, down] })).toBe(up);
+      expect(await answeringNode({ student: 's01', amqpUrls: [down, down] })).toBe(down); // none: the broker check then says why
+    } finally {
+      listening.close();
     }
   });
 });

@@ -1,13 +1,16 @@
 // The parts of the dashboard that need no browser: the event a verdict becomes, what the
 // dashboard accepts from learners (nothing it cannot vouch for), when a learner counts as stuck,
 // and a learner's runner that keeps its verdict on time when the classroom broker does not answer.
+import { randomBytes } from 'node:crypto';
 import net from 'node:net';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import amqp from 'amqplib';
+import { afterEach, describe, expect, inject, it, vi } from 'vitest';
 import { CheckEvents, eventOf, shorten, SUMMARY_MAX, type CheckEvent } from '../runner/classroom/events.js';
 import { acceptEvent, EVENT_MAX_BYTES } from '../runner/dashboard/event-schema.js';
 import { ClassState, isStuck } from '../runner/dashboard/state.js';
 import type { Verdict } from '../runner/check/verdict.js';
-import type { BrokerInfo } from '../runner/broker/types.js';
+import { vhostUrl, type BrokerInfo } from '../runner/broker/types.js';
+import { managementFor } from '../runner/broker/management.js';
 import { Auth } from '../runner/dashboard/auth.js';
 
 const verdict = (over: Partial<Verdict>): Verdict => ({ id: '2.1', title: 't', target: 'exercise', targetPath: 'x.ts', status: 'failed', steps: [], notes: [], durationMs: 12.4, ...over });
@@ -65,6 +68,15 @@ describe('the class state', () => {
     expect(s.snapshot().exercises.map((e) => e.id)).toEqual(['2.1']);
   });
 
+  it('counts an event sent again (the same messageId from the same learner) once', () => {
+    const s = state();
+    expect(s.isNew('cls-x-s01', 'm1')).toBe(true);
+    expect(s.isNew('cls-x-s01', 'm1')).toBe(false);
+    expect(s.isNew('cls-x-s02', 'm1')).toBe(true); // another learner cannot silence this one
+    expect(s.isNew('cls-x-s01', undefined)).toBe(true);
+    expect(s.isNew('cls-x-s01', undefined)).toBe(true);
+  });
+
   it('counts a learner stuck after ten minutes of failing, with no new event, and takes a future time as now', () => {
     const s = state();
     const cell = s.apply({ ...good, at: at(0) }, t0);
@@ -114,7 +126,7 @@ describe("a learner's runner reporting to a classroom broker that does not answe
     const lines: string[] = [];
     vi.spyOn(console, 'error').mockImplementation((line: string) => void lines.push(line));
 
-    const events = new CheckEvents(broker);
+    const events = new CheckEvents(broker, 3_000);
     const started = Date.now();
     events.report(verdict({}));
     expect(Date.now() - started).toBeLessThan(50); // the verdict is not held up
@@ -132,6 +144,49 @@ describe("a learner's runner reporting to a classroom broker that does not answe
     await events.close();
     expect(lines.length).toBe(before);
     sockets.forEach((s) => s.destroy());
+  });
+
+  it('keeps the events it could not send, and sends them with the next verdict after the quiet time, each counted once', async () => {
+    const broker = inject('broker');
+    const admin = managementFor(broker);
+    const vhost = `wb-test-events-${randomBytes(3).toString('hex')}`;
+    await admin.createVhost(vhost, broker.username);
+    try {
+      const conn = await amqp.connect(vhostUrl(broker, vhost));
+      const ch = await conn.createChannel();
+      await ch.assertExchange('checks', 'topic');
+      await ch.assertQueue('seen');
+      await ch.bindQueue('seen', 'checks', '#');
+
+      server = net.createServer(() => undefined); // accepts, never answers
+      await new Promise<void>((r) => server!.listen(0, '127.0.0.1', r));
+      const seat: BrokerInfo = {
+        ...broker,
+        amqpUrl: `amqp://u:p@127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+        classroom: { className: 'x', student: 's01', pool: [], demoVhost: '', classroomVhost: vhost, exchange: 'checks' },
+      };
+      vi.spyOn(console, 'error').mockImplementation(() => undefined);
+      const events = new CheckEvents(seat, 1_000);
+      events.report(verdict({ id: '2.1' }));
+      events.report(verdict({ id: '2.2' }));
+      await events.close();
+
+      // The broker answers again, and the quiet minute is over: the next verdict takes the two kept ones along.
+      seat.amqpUrl = broker.amqpUrl;
+      const realNow = Date.now.bind(Date);
+      vi.spyOn(Date, 'now').mockImplementation(() => realNow() + 61_000);
+      events.report(verdict({ id: '2.3' }));
+      await events.close();
+
+      const got: amqp.GetMessage[] = [];
+      for (let m = await ch.get('seen', { noAck: true }); m; m = await ch.get('seen', { noAck: true })) got.push(m);
+      expect(got.map((m) => (JSON.parse(m.content.toString()) as CheckEvent).exercise)).toEqual(['2.1', '2.2', '2.3']);
+      expect(new Set(got.map((m) => m.properties.messageId)).size).toBe(3);
+      expect(got.every((m) => m.properties.userId === broker.username)).toBe(true);
+      await conn.close();
+    } finally {
+      await admin.deleteVhost(vhost);
+    }
   });
 
   it('does nothing at all when no classroom is joined', async () => {

@@ -214,14 +214,25 @@ export default defineCheck<typeof Exercise>(async (t) => {
     t.observe(1, 'with manual acks, 10 unfinished messages were in your hands and the 11th waited in the queue');
 
     // 3. The queue deleted under a running consumer: the broker cancels it.
+    // RabbitMQ 3.10 in a cluster sometimes deletes a quorum queue without telling its consumer, and
+    // then crashes the channel on that consumer's own basic.cancel (541 INTERNAL_ERROR): a broker bug,
+    // seen under load. The checker then cuts that receiver's connection and tries again, up to three times.
     const cancels = await recordCancels(t);
     try {
-      const third = await start(' a third time');
-      const ch = await t.channel();
-      await ch.deleteQueue(queue);
-      await ch.close();
-      t.provoke(4, `deleted the queue "${queue}" under your consumer: the broker cancels it, and amqplib calls your callback with null`);
-      await t.waitFor(() => cancels.cancels.length > 0, 300, 5);
+      let third = await start(' a third time');
+      for (let attempt = 1; ; attempt++) {
+        const ch = await t.channel();
+        await ch.deleteQueue(queue);
+        await ch.close();
+        t.provoke(4, `deleted the queue "${queue}" under your consumer: the broker cancels it, and amqplib calls your callback with null`);
+        if (await t.waitFor(() => cancels.cancels.length > 0, 5000, 5)) break;
+        t.cutConnections('the broker sent your consumer no cancel within 5 s (RabbitMQ 3.10 in a cluster sometimes does not), and stop() would meet a broker bug');
+        if (attempt === 3) {
+          t.log("the broker sent no cancel three times: your callback's null message was not tested in this run");
+          return;
+        }
+        third = await start(' once more, for the cancel');
+      }
       expectNoCrash(t, crashes, 'when the broker cancelled the consumer');
       if (cancels.cancels.some((c) => c.threw !== undefined)) {
         t.fail({

@@ -131,13 +131,15 @@ export async function locateBroker(opts: FindOptions = {}): Promise<ProbeTarget 
 /** Step 0: the classroom joined with `npm run classroom -- join FILE` (runner/classroom/files.ts). */
 async function classroomBroker(): Promise<ProbeTarget | undefined> {
   const { readSeat, seatFile } = await import('../classroom/files.js');
-  const { seatTarget } = await import('../classroom/seat.js');
+  const { answeringNode, seatTarget } = await import('../classroom/seat.js');
+  let join;
   try {
-    const join = readSeat();
-    return join && seatTarget(join);
+    join = readSeat();
   } catch (err) {
     throw new NoBrokerError(`${(err as Error).message}\nThe classroom configuration ${seatFile()} is unreadable: npm run classroom -- leave, then join again.`);
   }
+  // On a cluster, the learner's own node, or the next one that answers when it is down.
+  return join && seatTarget(join, await answeringNode(join));
 }
 
 /** Step 1: RABBITMQ_URL. The management URL defaults to the same host on 15672 with the same credentials. */

@@ -341,6 +341,7 @@ function runInWorker(
       if (settled) return;
       settled = true;
       clearTimeout(timer);
+      clearTimeout(cap);
       // What the worker printed travels separately from its result: its streams end once it
       // has exited, and only then is the output complete (the last line before a throw included).
       const ending = lap();
@@ -351,6 +352,21 @@ function runInWorker(
         resolve({ ...result, timings, output: output.lines() });
       });
     };
+    // The limit is on standing still, not on the whole run: each step the check reports re-arms it.
+    // Code that hangs stops the steps; a check that is merely slow (a class of 30 sharing one
+    // broker's machine) keeps reporting them. A cap on the whole run still ends a check that never stops.
+    const overallMs = exercise.timeoutMs * 4;
+    let cap = setTimeout(() => settle(tooLong()), overallMs);
+    const tooLong = (): WorkerResult => ({
+      status: 'failed',
+      steps: [],
+      notes: [],
+      finding: {
+        summary: `The check was still running after ${overallMs / 1000} s; it was at: ${lastStep}.`,
+        why: 'Every step moved on, but slowly: usually work repeated without end (a message published again and again), or a machine far too busy.',
+        fix: `Run it on its own to watch it: npx tsx ${rel(job.targetPath)}`,
+      },
+    });
     const armTimer = (ms: number) => {
       clearTimeout(timer);
       timer = setTimeout(async () => {
@@ -374,6 +390,7 @@ function runInWorker(
     worker.on('message', async (msg: FromWorker) => {
       if (msg.type === 'step') {
         lastStep = msg.text;
+        armTimer(exercise.timeoutMs);
         onStep?.(job, msg.text);
       } else if (msg.type === 'result') {
         settle(msg.result);
@@ -384,9 +401,13 @@ function runInWorker(
         } else {
           // Waiting for the restart does not count against the learner's time.
           clearTimeout(timer);
+          clearTimeout(cap);
           const result = await barrier.request();
           reply({ type: 'restart-result', ...result });
-          if (!settled) armTimer(exercise.timeoutMs);
+          if (!settled) {
+            armTimer(exercise.timeoutMs);
+            cap = setTimeout(() => settle(tooLong()), overallMs);
+          }
         }
       }
     });

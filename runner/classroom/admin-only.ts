@@ -1,7 +1,8 @@
 // Checks a classroom account cannot run: their lesson needs what only an administrator may
 // do on a shared broker. They are skipped, never failed (runner/check/run.ts), and the README
 // lists them. An author whose new check calls one of these management API endpoints (vhosts,
-// permissions, vhost or user limits, users) adds its exercise here.
+// permissions, vhost or user limits, users) adds its exercise here; tests/admin-only.test.ts
+// fails until they do.
 import type { Exercise } from '../manifest/load.js';
 
 /** Exercises whose checks call administrator-only endpoints, and what each does. */

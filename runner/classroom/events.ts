@@ -4,8 +4,11 @@
 // learners may write to and only the instructor may read (README, "Instructors").
 //
 // Reporting must never cost the learner a verdict: the verdict is printed first, every publish
-// has a short time limit, and a broker that is slow, gone or refusing gets one dim line on
-// stderr, after which the runner stops trying for a while.
+// has a time limit, and a broker that is slow, gone or refusing gets one dim line on stderr,
+// after which the runner stops trying for a while. Events it could not send wait in memory and
+// go with the next one after that (npm run watch); each carries a messageId, so one that did
+// arrive after all is counted once by the dashboard.
+import { randomUUID } from 'node:crypto';
 import amqp from 'amqplib';
 import pc from 'picocolors';
 import { vhostUrl, type BrokerInfo } from '../broker/types.js';
@@ -28,8 +31,14 @@ export interface CheckEvent {
 
 /** Longest summary sent: the dashboard shows one line, and a message stays small. */
 export const SUMMARY_MAX = 200;
-/** Connect, publish and confirm must all fit in this, or the event is given up. */
-const TIME_LIMIT_MS = 3_000;
+/**
+ * Connect, publish and confirm must all fit in this, or the events wait for a later try. Only the
+ * end of a run waits for it (the verdicts are printed already); a class of 30 on one machine took
+ * over 3 s to connect.
+ */
+const TIME_LIMIT_MS = 10_000;
+/** Events kept for a later try, at most: the oldest go first. */
+const BACKLOG_MAX = 100;
 /** After a failure, the runner does not try again for this long (one line, not one per verdict). */
 const QUIET_AFTER_FAILURE_MS = 60_000;
 
@@ -59,25 +68,44 @@ export function shorten(text: string): string {
   return line.length > SUMMARY_MAX ? `${line.slice(0, SUMMARY_MAX - 1)}…` : line;
 }
 
+/** An event on its way, with the messageId it keeps when sent again, and its place in the order of the verdicts. */
+interface Outgoing {
+  event: CheckEvent;
+  messageId: string;
+  seq: number;
+}
+
 /** Publishes check events for a joined classroom; does nothing at all when no classroom is joined. */
 export class CheckEvents {
   private conn?: Promise<amqp.ChannelModel>;
   private channel?: Promise<amqp.ConfirmChannel>;
   private pending = new Set<Promise<void>>();
   private quietUntil = 0;
+  /** Events not confirmed yet by the broker, oldest first. */
+  private backlog: Outgoing[] = [];
+  private reported = 0;
 
-  constructor(private readonly broker: BrokerInfo) {}
+  constructor(
+    private readonly broker: BrokerInfo,
+    private readonly timeLimitMs = TIME_LIMIT_MS,
+  ) {}
 
-  /** Starts publishing the event of `v` and returns at once; failures are logged, never thrown. */
+  /** Starts publishing the event of `v` (and any kept from before) and returns at once; failures are logged, never thrown. */
   report(v: Verdict): void {
     const seat = this.broker.classroom;
-    if (!seat || Date.now() < this.quietUntil) return;
-    const event = eventOf(v, seat.student);
-    const done = withTimeLimit(this.publish(event), TIME_LIMIT_MS)
+    if (!seat) return;
+    this.backlog.push({ event: eventOf(v, seat.student), messageId: randomUUID(), seq: this.reported++ });
+    this.backlog.splice(0, this.backlog.length - BACKLOG_MAX);
+    if (Date.now() < this.quietUntil) return;
+    const batch = this.backlog.splice(0);
+    const done = withTimeLimit(this.publish(batch), this.timeLimitMs)
       .catch((err: Error) => {
         // Several verdicts on their way when the broker fails: one line says it for all.
         const said = Date.now() < this.quietUntil;
         this.quietUntil = Date.now() + QUIET_AFTER_FAILURE_MS;
+        // Back in the order of the verdicts: the batches on their way fail in any order.
+        this.backlog = [...batch, ...this.backlog].sort((a, b) => a.seq - b.seq);
+        this.backlog.splice(0, this.backlog.length - BACKLOG_MAX);
         this.drop();
         if (!said) console.error(pc.dim(`(Your instructor's dashboard did not get this verdict: ${err.message}. Your verdict is not affected.)`));
       })
@@ -90,27 +118,30 @@ export class CheckEvents {
     await Promise.all(this.pending);
     const conn = this.conn;
     this.conn = this.channel = undefined;
-    if (conn) await withTimeLimit(conn.then((c) => c.close()), TIME_LIMIT_MS).catch(() => undefined);
+    if (conn) await withTimeLimit(conn.then((c) => c.close()), this.timeLimitMs).catch(() => undefined);
   }
 
-  private async publish(event: CheckEvent): Promise<void> {
+  private async publish(batch: Outgoing[]): Promise<void> {
     const seat = this.broker.classroom!;
     const ch = await this.openChannel(seat.classroomVhost);
-    ch.publish(seat.exchange, routingKey(event), Buffer.from(JSON.stringify(event)), {
-      persistent: true,
-      contentType: 'application/json',
-      type: 'workbook.check',
-      // The broker refuses a user_id that is not the connection's own user: the dashboard
-      // trusts this property, not the body, to know which learner sent the event.
-      userId: this.broker.username,
-      timestamp: Math.floor(Date.parse(event.at) / 1000),
-    });
+    for (const { event, messageId } of batch) {
+      ch.publish(seat.exchange, routingKey(event), Buffer.from(JSON.stringify(event)), {
+        persistent: true,
+        contentType: 'application/json',
+        type: 'workbook.check',
+        messageId,
+        // The broker refuses a user_id that is not the connection's own user: the dashboard
+        // trusts this property, not the body, to know which learner sent the event.
+        userId: this.broker.username,
+        timestamp: Math.floor(Date.parse(event.at) / 1000),
+      });
+    }
     await ch.waitForConfirms();
   }
 
   private openChannel(vhost: string): Promise<amqp.ConfirmChannel> {
     if (!this.conn) {
-      const conn = amqp.connect(vhostUrl(this.broker, vhost), { timeout: TIME_LIMIT_MS, clientProperties: { connection_name: `workbook check events (${this.broker.username})` } }).then((c) => {
+      const conn = amqp.connect(vhostUrl(this.broker, vhost), { timeout: this.timeLimitMs, clientProperties: { connection_name: `workbook check events (${this.broker.username})` } }).then((c) => {
         // A refused publish closes the channel (and is reported by waitForConfirms); these only keep Node from crashing.
         c.on('error', () => undefined);
         // Closed by the broker (or the network): the next report opens a new one.

@@ -16,7 +16,7 @@ import { rel } from '../paths.js';
 import { CLASS_NAME } from '../classroom/names.js';
 import { classFilePath, defaultClassDir, knownClassDirs, readClassFile, readJoinFile, removeClassFiles, removeSeat, readSeat, seatFile, writeSeat, type ClassFile } from '../classroom/files.js';
 import { createClass, destroyClass, LIMITS } from '../classroom/provision.js';
-import { seatTarget } from '../classroom/seat.js';
+import { answeringNode, seatTarget } from '../classroom/seat.js';
 import { emptyVhost, leftovers, describe } from '../classroom/empty.js';
 
 export interface ClassroomOptions {
@@ -255,7 +255,7 @@ async function join(file: string): Promise<number> {
   }
   // Proved before it is saved: a join file for a class that is gone, or a broker out of reach, says so now.
   try {
-    await proveBroker(seatTarget(joinFile));
+    await proveBroker(seatTarget(joinFile, await answeringNode(joinFile)));
   } catch (err) {
     const msg = err instanceof UnusableBrokerError ? err.message : (err as Error).message;
     throw new UserError(`The classroom in ${file} is not usable:\n${msg}`, EXIT.ENVIRONMENT);

@@ -42,7 +42,7 @@ export async function runDashboard(dir: string, cls: ClassFile, opts: DashboardR
   const reader = readStream(urls, (msg) => {
     const accepted = acceptEvent(msg.content, msg.properties.userId as string | undefined, users, exerciseIds);
     if (accepted.ok) {
-      dashboard.update(state.apply(accepted.event));
+      if (state.isNew(msg.properties.userId as string, msg.properties.messageId)) dashboard.update(state.apply(accepted.event));
     } else {
       state.refused++;
       // The reason names the learner and the rule broken; the learner's own text is never printed.

@@ -42,6 +42,8 @@ const when = (at: string, now: number) => Math.min(Date.parse(at), now);
 
 export class ClassState {
   private cells = new Map<string, Cell>();
+  /** user and messageId of every event applied: a runner sends an event again when its confirm came too late. */
+  private applied = new Set<string>();
   refused = 0;
 
   constructor(
@@ -72,6 +74,15 @@ export class ClassState {
     }
     this.cells.set(key, cell);
     return cell;
+  }
+
+  /** False for an event this learner's runner already sent (the same messageId): it counts once. */
+  isNew(userId: string, messageId: unknown): boolean {
+    if (typeof messageId !== 'string' || messageId === '') return true;
+    const key = `${userId} ${messageId}`;
+    if (this.applied.has(key)) return false;
+    this.applied.add(key);
+    return true;
   }
 
   snapshot(): Snapshot {
