@@ -3,16 +3,15 @@
 // checks then run with s01's credentials alone, in s01's pool of vhosts. The learners cannot
 // reach each other's vhosts nor read the classroom exchange; reset and destroy touch only what
 // they should. The class has a random name and is destroyed at the end, whatever happens.
-import { execFile } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
 import { mkdtempSync, readFileSync, rmSync, statSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { promisify, stripVTControlCharacters as plain } from 'node:util';
 import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
+import { runCli } from './support/run-cli.js';
 import { ManagementClient, managementFor } from '../runner/broker/management.js';
 import { amqpHandshake } from '../runner/broker/probe.js';
 import { belongsToClass } from '../runner/classroom/names.js';
@@ -20,7 +19,6 @@ import { destroyClass } from '../runner/classroom/provision.js';
 import type { ClassFile, JoinFile } from '../runner/classroom/files.js';
 
 const broker = inject('broker');
-const root = path.resolve(import.meta.dirname, '..');
 const { WORKBOOK_BROKER: _forced, RABBITMQ_URL: _url, RABBITMQ_MANAGEMENT_URL: _murl, ...inherited } = process.env;
 const admin = managementFor(broker);
 
@@ -39,15 +37,7 @@ const asInstructor = (args: string[]) =>
 const asLearner = (args: string[]) =>
   cli(args, { WORKBOOK_STATE_DIR: learnerState, RABBITMQ_URL: 'amqp://not-the-admin:nope@localhost:1', RABBITMQ_MANAGEMENT_URL: 'http://not-the-admin:nope@localhost:1' });
 
-async function cli(args: string[], env: Record<string, string>) {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, ['runner/start.mjs', ...args], { cwd: root, env: { ...inherited, ...env } });
-    return { code: 0, out: plain(stdout + stderr), stdout: plain(stdout) };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, out: plain(e.stdout + e.stderr), stdout: plain(e.stdout) };
-  }
-}
+const cli = (args: string[], env: Record<string, string>) => runCli(args, { ...inherited, ...env });
 
 const readJson = <T>(file: string) => JSON.parse(readFileSync(file, 'utf8')) as T;
 const join = (s: string) => readJson<JoinFile>(path.join(classDir, 'students', `${s}.json`));

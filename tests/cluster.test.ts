@@ -2,9 +2,15 @@
 // is killed (SIGKILL of its Erlang VM), a survivor is elected leader and the queue keeps
 // working through another node, then the killed node comes back and rejoins.
 // Needs a local rabbitmq-server; without one the whole file is skipped, and says why.
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { locateServer } from '../runner/broker/private-node.js';
+import { ManagementClient } from '../runner/broker/management.js';
+import { runCli } from './support/run-cli.js';
 import { clusterActions, clusterInfo, clusterStatus, killNode, quorumLeader, quorumQueueNodes, startCluster, startNode, stopCluster, type ClusterInfo } from '../runner/broker/cluster.js';
 
 const server = locateServer();
@@ -111,4 +117,38 @@ describe.skipIf(!server)(title, () => {
       (await quorumQueueNodes('/', queue))?.online.includes(oldLeader) ? true : undefined,
     );
   }, 90_000);
+  it('takes a class made with classroom -- create --cluster: each learner on a node of their own, checks in their own pool, and destroy leaves nothing', async () => {
+    const work = mkdtempSync(path.join(tmpdir(), 'wb-cluster-class-'));
+    const classDir = path.join(work, 'class');
+    const { RABBITMQ_URL: _url, RABBITMQ_MANAGEMENT_URL: _murl, WORKBOOK_BROKER: _forced, ...inherited } = process.env;
+    // The instructor keeps the runner's state folder: the cluster's own files are there.
+    const asInstructor = (args: string[]) => runCli(args, inherited);
+    // No administrator anywhere in the learner's environment: only the join file.
+    const asLearner = (args: string[]) =>
+      runCli(args, { ...inherited, WORKBOOK_STATE_DIR: path.join(work, 's02'), RABBITMQ_URL: 'amqp://nobody:nope@localhost:1', RABBITMQ_MANAGEMENT_URL: 'http://nobody:nope@localhost:1' });
+    const name = `k${randomBytes(3).toString('hex')}`;
+    const admin = new ManagementClient(info.nodes[0]!.managementUrl, info.username, info.password);
+    try {
+      const made = await asInstructor(['classroom', 'create', '--cluster', '--students', '3', '--name', name, '--out', classDir]);
+      expect(made.out).toMatch(/the local cluster/);
+      expect(made.code).toBe(0);
+      const joinFile = path.join(classDir, 'students', 's02.json');
+      const seat = JSON.parse(readFileSync(joinFile, 'utf8')) as { pool: string[] };
+      expect((await asLearner(['classroom', 'join', joinFile])).code).toBe(0);
+
+      // s02 starts on the second node, and its check runs in one of its own vhosts.
+      const checked = await asLearner(['check', '2.1', '--solutions']);
+      expect(checked.out).toContain(`as learner s02 (localhost:${info.nodes[1]!.amqpPort})`);
+      expect(checked.code).toBe(0);
+      const json = await asLearner(['check', '2.1', '--solutions', '--json']);
+      const verdicts = (JSON.parse(json.stdout.slice(json.stdout.indexOf('{'))) as { verdicts: { status: string; vhost: string }[] }).verdicts;
+      expect(verdicts.map((v) => v.status)).toEqual(['passed']);
+      expect(seat.pool).toContain(verdicts[0]!.vhost);
+    } finally {
+      if (existsSync(path.join(classDir, 'class.json'))) expect((await asInstructor(['classroom', 'destroy', '--out', classDir])).code).toBe(0);
+      rmSync(work, { recursive: true, force: true });
+    }
+    const left = ((await admin.request<{ name: string }[]>('GET', '/vhosts?columns=name')) ?? []).filter((v) => v.name.startsWith(`cls-${name}`));
+    expect(left).toEqual([]);
+  }, 120_000);
 });

@@ -4,12 +4,12 @@
 // summary is shown as text and runs nothing, and a learner who keeps failing is highlighted as
 // stuck. Screenshots go to .workbook/artifacts/ (git-ignored). The class has a random name and
 // is destroyed at the end, whatever happens.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { promisify, stripVTControlCharacters as plain } from 'node:util';
+import { stripVTControlCharacters as plain } from 'node:util';
 import amqp from 'amqplib';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -17,6 +17,7 @@ import { managementFor } from '../runner/broker/management.js';
 import { destroyClass } from '../runner/classroom/provision.js';
 import type { ClassFile, JoinFile } from '../runner/classroom/files.js';
 import { routingKey, type CheckEvent } from '../runner/classroom/events.js';
+import { runCli } from './support/run-cli.js';
 
 const broker = inject('broker');
 const root = path.resolve(import.meta.dirname, '..');
@@ -31,15 +32,7 @@ const instructorEnv = { ...inherited, WORKBOOK_STATE_DIR: path.join(work, 'instr
 /** No administrator anywhere in the learner's environment: only the joined classroom. */
 const learnerEnv = { ...inherited, WORKBOOK_STATE_DIR: path.join(work, 'learner-s01'), RABBITMQ_URL: 'amqp://not-the-admin:nope@localhost:1', RABBITMQ_MANAGEMENT_URL: 'http://not-the-admin:nope@localhost:1' };
 
-async function cli(args: string[], env: NodeJS.ProcessEnv) {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, ['runner/start.mjs', ...args], { cwd: root, env });
-    return { code: 0, out: plain(stdout + stderr) };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, out: plain(e.stdout + e.stderr) };
-  }
-}
+const cli = runCli;
 
 const readJson = <T>(file: string) => JSON.parse(readFileSync(file, 'utf8')) as T;
 const joinFile = (s: string) => readJson<JoinFile>(path.join(classDir, 'students', `${s}.json`));

@@ -50,6 +50,10 @@ export function nodeConfig(layout: ClusterLayout, node: ClusterNode): string {
     // Fresher numbers in the management UI while learning (default is 5 s), as on the single node.
     'collect_statistics_interval = 1000',
     // classic_config: the peers are listed here. The full module name works on 3.x and 4.x.
+    // One name for the cluster. Unset, each node of a 3.10 cluster reports its own node name as the
+    // cluster's (AMQP and the management API alike), and the runner's "same broker" probe would take
+    // node 2's AMQP port and node 1's management API for two brokers.
+    `cluster_name = ${layout.nodes[0]!.nodeName.replace(/-node\d+@.*$/, '')}`,
     'cluster_formation.peer_discovery_backend = rabbit_peer_discovery_classic_config',
     ...layout.nodes.map((n) => `cluster_formation.classic_config.nodes.${n.index} = ${n.nodeName}`),
     ...discoveryRetries(layout.serverVersion),

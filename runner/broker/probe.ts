@@ -126,7 +126,8 @@ function sameBrokerLine(target: ProbeTarget, server: ServerProperties, cluster: 
   return same
     ? pass('Same broker', `AMQP and the management API both answer for cluster "${cluster.name}"`)
     : fail('Same broker', 'different-brokers', `AMQP at ${redact(target.amqpUrl)} is ${describeAmqp(server)}, but the management API at ${target.managementUrl} belongs to another broker: ${describeCluster(cluster)}. The vhost made for each check would not exist where your code connects.`,
-      'Set RABBITMQ_MANAGEMENT_URL to the management API of the broker in RABBITMQ_URL (same host, port 15672 by default), or unset both to let the workbook find a broker.');
+      // A cluster with no name of its own: each node reports its own node name as the cluster's.
+      `Set RABBITMQ_MANAGEMENT_URL to the management API of the broker in RABBITMQ_URL (same host, port 15672 by default), or unset both to let the workbook find a broker.${server.cluster_name?.includes('@') && cluster.name?.includes('@') ? ' If both are nodes of one cluster, give the cluster a name (rabbitmqctl set_cluster_name NAME): without one, each node gives its own node name.' : ''}`);
 }
 
 /** The check vhosts are opened to the management user only (runner/sandbox/sandbox.ts): the AMQP user must be that user. */
