@@ -173,8 +173,8 @@ export function forgetPid(layout: ClusterLayout, node: ClusterNode) {
 }
 
 /** Runs rabbitmqctl against one node (with the cluster's cookie). */
-export async function ctl(layout: ClusterLayout, node: ClusterNode, args: string[], timeoutMs = 60_000): Promise<string> {
-  const bin = path.join(path.dirname(layout.server), 'rabbitmqctl');
+export async function ctl(layout: ClusterLayout, node: ClusterNode, args: string[], timeoutMs = 60_000, tool: 'rabbitmqctl' | 'rabbitmq-queues' = 'rabbitmqctl'): Promise<string> {
+  const bin = path.join(path.dirname(layout.server), tool);
   const { stdout } = await execFileP(bin, ['-n', node.nodeName, ...args], { env: { ...process.env, ...nodeEnv(layout, node) }, timeout: timeoutMs });
   return stdout;
 }

@@ -11,7 +11,7 @@
 import dc from 'node:diagnostics_channel';
 import type { Socket } from 'node:net';
 import amqp, { type Channel, type ChannelModel, type ConfirmChannel } from 'amqplib';
-import { clusterInfo, clusterStatus, killNode, type ClusterInfo } from '../broker/cluster.js';
+import { clusterInfo, clusterStatus, killNode, removeQueueMember, type ClusterInfo } from '../broker/cluster.js';
 import { localNodeNames } from '../broker/epmd.js';
 import { ManagementClient, enc, type ConnectionInfo } from '../broker/management.js';
 import type { CheckContext } from './context.js';
@@ -227,6 +227,13 @@ export class CheckCluster {
     const action = await killNode(index);
     this.conns.delete(index);
     this.t.log(`${why}: ${action.detail}`);
+  }
+
+  /** Removes the replica of `queue` (in the check's vhost) on node `index`, a dead node: rabbitmq-queues delete_member. `why` opens the step. */
+  async removeReplica(queue: string, index: number, why: string): Promise<void> {
+    const at = Date.now();
+    await removeQueueMember(this.t.vhost, queue, index);
+    this.t.log(`${why}: removed the replica of "${queue}" on node ${index} (rabbitmq-queues delete_member, ${Date.now() - at} ms)`);
   }
 
   /**
