@@ -72,7 +72,7 @@ function record(scores: ExerciseScore[], earlier: Map<string, string>, order: st
   const lines = [
     '# Mutation testing of the checks',
     '',
-    `\`npm run mutation -- --record\` on ${new Date().toISOString().slice(0, 10)}: ${os.cpus().length} cores (${cpu}), ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, RabbitMQ ${version}; ${scores.length} exercises in ${minutes.toFixed(1)} min.`,
+    `\`npm run mutation -- --record\` on ${new Date().toISOString().slice(0, 10)}: ${os.cpus().length} cores (${cpu}), ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, RabbitMQ ${version}; ${scores.length} exercise${scores.length === 1 ? '' : 's'} in ${minutes.toFixed(1)} min.`,
     ...(kept.length ? ['', `The rows of ${kept.join(', ')} are from an earlier run, kept as they were.`] : []),
     '',
     'StrykerJS mutates each exercise\'s reference solution; the exercise\'s check runs against every mutant on the live broker.',
