@@ -95,9 +95,10 @@ describe('a classroom on a shared broker', () => {
     expect(statSync(path.join(learnerState, 'classroom.json')).mode & 0o777).toBe(0o600);
 
     const { code, stdout } = await asLearner(['check', '2.1', '2.3', '3.1', '3.2', '--solutions', '--json']);
-    const json = JSON.parse(stdout.slice(stdout.indexOf('{'))) as { broker: { source: string }; verdicts: { status: string; vhost: string }[] };
+    const json = JSON.parse(stdout.slice(stdout.indexOf('{'))) as { broker: { source: string }; verdicts: { id: string; status: string; vhost: string; finding?: { summary: string } }[] };
     expect(json.broker.source).toBe('classroom');
-    expect(json.verdicts.map((v) => v.status)).toEqual(['passed', 'passed', 'passed', 'passed']);
+    // Each verdict with its summary when it did not pass: a failure here says what went wrong.
+    expect(json.verdicts.map((v) => (v.status === 'passed' ? `${v.id} passed` : `${v.id} ${v.status}: ${v.finding?.summary}`))).toEqual(['2.1 passed', '2.3 passed', '3.1 passed', '3.2 passed']);
     expect(code).toBe(0);
     const pool = join('s01').pool;
     for (const v of json.verdicts) expect(pool).toContain(v.vhost);

@@ -451,6 +451,9 @@ export default defineCheck<typeof Exercise>(async (t) =>
     await t.mgmt.deleteExchange(t.vhost, 'bridge');
     t.log(`gave the access back and deleted the fanout exchange, ${restoredAt - deletedAt} ms after the deletion`);
     const cameBack = await t.waitFor(async () => ((await consumers()) > 0 ? Date.now() : 0), 3000, 10);
+    // The broker lists the consumer once it has sent consume-ok; the receiver logs its info line
+    // when that reply reaches it, a moment later on a busy machine: it gets that moment.
+    if (cameBack) await t.waitFor(() => log.lines.slice(mark).some((l) => l.level === 'info' && l.msg.trim() !== ''), 500, 10);
     const shut = log.lines.slice(mark);
     const refusedLogged = shut.find((l) => l.level === 'warn' && /ConnectionClose|ACCESS_REFUSED|access to vhost|not allowed/i.test(JSON.stringify(l)) && l.msg.trim() !== '');
     const consumingAgain = shut.find((l) => l.level === 'info' && l.msg.trim() !== '');
