@@ -29,7 +29,7 @@ if (!Number.isInteger(learners) || learners < 1 || learners > 200) throw new Err
 // learners' pool locks stay in the runner's state folder, named after this class's vhosts.
 const work = mkdtempSync(path.join(tmpdir(), 'wb-classroom-load-'));
 const { ROOT } = await import('../runner/paths.js');
-const { recordSection } = await import('../runner/lab/benchmarks-file.js');
+const { machineDescription, recordSection } = await import('../runner/lab/benchmarks-file.js');
 const { findBroker } = await import('../runner/broker/find.js');
 const { ManagementClient } = await import('../runner/broker/management.js');
 const { createClass, destroyClass } = await import('../runner/classroom/provision.js');
@@ -224,7 +224,7 @@ function record(r: { learners: number; checks: number; wall: number; loneMedian:
     BEGIN,
     `### A class under load (${r.learners} learners at once)`,
     '',
-    `${new Date().toISOString().slice(0, 10)}, RabbitMQ ${version}, ${where}, ${cpus().length} cores. Each learner's runner checks the chapter 2 and 3 exercises`,
+    `${new Date().toISOString().slice(0, 10)}, RabbitMQ ${version}, ${where}; ${machineDescription()}. Each learner's runner checks the chapter 2 and 3 exercises`,
     `(reference solutions) and one known-wrong variant, with its own classroom account, at the same moment; the dashboard runs as its own`,
     `process and its live stream is followed as the page does. Every verdict was the right one, each check ran in its own learner's vhosts,`,
     `and the dashboard showed all ${r.onPage} learners.`,

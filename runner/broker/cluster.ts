@@ -419,10 +419,11 @@ export async function quorumQueueNodes(vhost: string, queue: string): Promise<Qu
 export async function removeQueueMember(vhost: string, queue: string, index: number): Promise<string> {
   const layout = requireLayout();
   const target = nodeOf(layout, index);
-  let via: ClusterNode | undefined;
-  for (const n of layout.nodes) if (n.index !== index && (await answers(n))) via = via ?? n;
-  if (!via) throw new Error('no other node of the cluster answers');
-  return (await ctl(layout, via, ['delete_member', '--vhost', vhost, queue, target.nodeName], 30_000, 'rabbitmq-queues')).trim();
+  for (const via of layout.nodes) {
+    if (via.index === index || !(await answers(via))) continue;
+    return (await ctl(layout, via, ['delete_member', '--vhost', vhost, queue, target.nodeName], 30_000, 'rabbitmq-queues')).trim();
+  }
+  throw new Error('no other node of the cluster answers');
 }
 
 /** The node that holds a quorum queue's leader (1, 2 or 3), or undefined when none is known. */

@@ -16,7 +16,7 @@ import { answeringPrivateNode, locateServer, nodeNameFor, privateNodeLog, privat
 import { ManagementClient } from './management.js';
 import { dockerDaemonAnswers, startDockerBroker } from './docker.js';
 import { describeProblems, probeBroker, type ProbeReport, type ProbeTarget } from './probe.js';
-import { NoBrokerError, type BrokerInfo } from './types.js';
+import { amqpPort, NoBrokerError, type BrokerInfo } from './types.js';
 
 /** A broker that was found but failed a probe: the environment, never the learner's code. */
 export class UnusableBrokerError extends NoBrokerError {
@@ -154,7 +154,7 @@ function brokerFromEnv(): ProbeTarget | undefined {
   const mPass = decodeURIComponent(mgmtUrl.password) || password;
   mgmtUrl.username = '';
   mgmtUrl.password = '';
-  const port = amqp.port || (amqp.protocol === 'amqps:' ? '5671' : '5672');
+  const port = amqpPort(amqp);
   return {
     source: 'env',
     description: `RABBITMQ_URL (${amqp.hostname}:${port})`,

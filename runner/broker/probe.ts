@@ -10,7 +10,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import http from 'node:http';
 import https from 'node:https';
-import type { BrokerInfo } from './types.js';
+import { amqpPort, type BrokerInfo } from './types.js';
 
 /** Why a broker is not usable. */
 export type Cause =
@@ -228,7 +228,7 @@ export function amqpHandshake(url: string, vhost = '/', timeoutMs = TIMEOUT_MS):
   const u = new URL(url);
   const secure = u.protocol === 'amqps:';
   const host = u.hostname.replace(/^\[|\]$/g, '');
-  const port = Number(u.port || (secure ? 5671 : 5672));
+  const port = amqpPort(u);
   const user = decodeURIComponent(u.username || 'guest');
   const pass = decodeURIComponent(u.password || 'guest');
 
@@ -478,7 +478,7 @@ export function redact(url: string): string {
 
 function hostPort(url: string): string {
   const u = new URL(url);
-  return `${u.hostname}:${u.port || (u.protocol === 'amqps:' ? 5671 : 5672)}`;
+  return `${u.hostname}:${amqpPort(u)}`;
 }
 
 function describeAmqp(server: ServerProperties): string {

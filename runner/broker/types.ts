@@ -35,6 +35,11 @@ export interface BrokerInfo {
   classroom?: ClassroomSeat;
 }
 
+/** The port of an amqp:// or amqps:// URL: the one it names, else the protocol's default (5672; 5671 with TLS). */
+export function amqpPort(url: URL): number {
+  return Number(url.port || (url.protocol === 'amqps:' ? 5671 : 5672));
+}
+
 /** amqp URL for one vhost of the broker ("/" must be written %2F). */
 export function vhostUrl(broker: BrokerInfo, vhost: string): string {
   return `${broker.amqpUrl}/${encodeURIComponent(vhost)}`;

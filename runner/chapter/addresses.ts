@@ -3,6 +3,7 @@
 // broker or state folder is elsewhere, the text a learner reads says where they really are.
 import path from 'node:path';
 import { readNodeState } from '../broker/private-node.js';
+import { amqpPort } from '../broker/types.js';
 import { ROOT, STATE_DIR, rel } from '../paths.js';
 
 export interface Addresses {
@@ -21,9 +22,8 @@ export function knownAddresses(env = process.env): Addresses | undefined {
   if (env.RABBITMQ_URL) {
     try {
       const amqp = new URL(env.RABBITMQ_URL);
-      const amqpPort = amqp.port || (amqp.protocol === 'amqps:' ? '5671' : '5672');
       const management = new URL(env.RABBITMQ_MANAGEMENT_URL ?? `http://${amqp.hostname}:15672`);
-      return { amqp: `${amqp.hostname}:${amqpPort}`, management: management.origin };
+      return { amqp: `${amqp.hostname}:${amqpPort(amqp)}`, management: management.origin };
     } catch {
       return undefined; // an invalid URL is reported when the broker is looked for
     }

@@ -356,7 +356,11 @@ function runInWorker(
     // Code that hangs stops the steps; a check that is merely slow (a class of 30 sharing one
     // broker's machine) keeps reporting them. A cap on the whole run still ends a check that never stops.
     const overallMs = exercise.timeoutMs * 4;
-    let cap = setTimeout(() => settle(tooLong()), overallMs);
+    let cap: NodeJS.Timeout | undefined;
+    const armCap = () => {
+      clearTimeout(cap);
+      cap = setTimeout(() => settle(tooLong()), overallMs);
+    };
     const tooLong = (): WorkerResult => ({
       status: 'failed',
       steps: [],
@@ -386,6 +390,7 @@ function runInWorker(
       }, ms);
     };
     armTimer(exercise.timeoutMs);
+    armCap();
 
     worker.on('message', async (msg: FromWorker) => {
       if (msg.type === 'step') {
@@ -406,7 +411,7 @@ function runInWorker(
           reply({ type: 'restart-result', ...result });
           if (!settled) {
             armTimer(exercise.timeoutMs);
-            cap = setTimeout(() => settle(tooLong()), overallMs);
+            armCap();
           }
         }
       }

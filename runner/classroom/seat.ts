@@ -2,6 +2,7 @@
 // (never an administrator's), and the vhosts the instructor made for them.
 import type { ProbeTarget } from '../broker/probe.js';
 import { isListening } from '../broker/ports.js';
+import { amqpPort } from '../broker/types.js';
 import type { JoinFile } from './files.js';
 
 /**
@@ -22,14 +23,14 @@ export async function answeringNode(join: Pick<JoinFile, 'student' | 'amqpUrls'>
   if (order.length === 1) return order[0]!;
   for (const url of order) {
     const u = new URL(url);
-    if (await isListening(Number(u.port || (u.protocol === 'amqps:' ? 5671 : 5672)), u.hostname, 1000)) return url;
+    if (await isListening(amqpPort(u), u.hostname, 1000)) return url;
   }
   return order[0]!;
 }
 
 export function seatTarget(join: JoinFile, amqpUrl = nodesInTurn(join)[0]!): ProbeTarget {
   const amqp = new URL(amqpUrl);
-  const port = amqp.port || (amqp.protocol === 'amqps:' ? '5671' : '5672');
+  const port = amqpPort(amqp);
   const cred = `${encodeURIComponent(join.user)}:${encodeURIComponent(join.password)}`;
   return {
     source: 'classroom',
